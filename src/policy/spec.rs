@@ -1,0 +1,148 @@
+//! The `RegistryCleanupPolicy` resource. The CRD is generated from these types; the CLI reads
+//! the very same YAML document and ignores the fields only the operator needs.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::RegistryCleanupPolicyStatus;
+
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[kube(
+    group = "regsweep.dev",
+    version = "v1alpha1",
+    kind = "RegistryCleanupPolicy",
+    namespaced,
+    shortname = "rcp",
+    status = "RegistryCleanupPolicyStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryCleanupPolicySpec {
+    /// Which registry this policy cleans.
+    pub registry: RegistryTarget,
+    /// Five-field cron expression (minute hour day-of-month month day-of-week). Without it the
+    /// operator runs once per spec generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone for `schedule`, e.g. `Europe/Berlin`. Default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Stop starting new runs. A run in flight still finishes and thaws the registry.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Plan and report only: never freeze, delete or collect.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Per-repository rules; for each repository the first rule that matches wins.
+    /// A repository no rule matches is left alone.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Images that are never deleted, whatever the rules say.
+    #[serde(default)]
+    pub protection: Protection,
+    /// How the registry is kept from changing while the sweep runs.
+    #[serde(default)]
+    pub maintenance: MaintenanceSpec,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryTarget {
+    /// The registry Deployment in the policy's namespace (operator only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// The registry container, when the pod has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Public URL of the registry, e.g. `http://docker-registry.registry.svc:5000`
+    /// (read-only probes and API dry runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Host names (with or without port) that workloads use to pull from this registry.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Secret with the registry credentials (operator only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Globs over repository names: `*` matches within one path segment, `**` across segments.
+    pub repositories: Vec<String>,
+    /// Globs of repositories this rule does not apply to (a later rule may still match them).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Keep the newest N candidate tags, by push time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_latest: Option<i64>,
+    /// Keep candidate tags pushed within this duration, e.g. `90m`, `12h`, `30d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<String>,
+    /// Tags never deleted: globs, or anchored regular expressions after `regex:`.
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Only tags matching these are candidates for deletion (default: every tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_tags: Option<Vec<String>>,
+    /// What to do with manifests no tag points at.
+    #[serde(default)]
+    pub untagged: UntaggedAction,
+    /// Untagged manifests younger than this stay (default `24h`): an index's children are
+    /// pushed before the index itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untagged_grace_period: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub enum UntaggedAction {
+    #[default]
+    Keep,
+    Delete,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Protection {
+    /// Protect images referenced by workloads in the cluster (operator only).
+    #[serde(default = "default_true")]
+    pub in_use: bool,
+    /// References always kept: `[host/]repository[:tag][@digest]`, where repository and tag
+    /// may be globs.
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        Protection { in_use: true, references: Vec::new() }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceSpec {
+    /// How writes are stopped during a sweep (operator).
+    #[serde(default)]
+    pub mode: MaintenanceMode,
+    /// Longest the registry may stay read-only; past it the run is abandoned and the
+    /// registry thawed. Default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_read_only_duration: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub enum MaintenanceMode {
+    /// ReadOnly for ReadWriteMany/ReadWriteOnce volumes, ScaleDown for ReadWriteOncePod.
+    #[default]
+    Auto,
+    ReadOnly,
+    ScaleDown,
+}
