@@ -1,0 +1,170 @@
+//! The planner: policy + snapshot + protected references + now → every tag and manifest kept
+//! or deleted, with the reason a person can read. Pure: no I/O, so every rule is unit-tested.
+
+mod decide;
+mod estimate;
+pub mod render;
+mod signature;
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::policy::CompiledPolicy;
+use crate::policy::reference::ProtectedRef;
+use crate::storage::Snapshot;
+
+pub use estimate::Estimate;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Delete,
+}
+
+/// An image reference that must survive, and why (`in use` for workloads, `protected` for the
+/// policy's own list).
+#[derive(Clone, Debug)]
+pub struct Protection {
+    pub reference: ProtectedRef,
+    pub label: &'static str,
+}
+
+impl Protection {
+    pub fn protected(reference: ProtectedRef) -> Self {
+        Protection { reference, label: "protected" }
+    }
+    pub fn in_use(reference: ProtectedRef) -> Self {
+        Protection { reference, label: "in use" }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub source: String,
+    pub generated_at: DateTime<Utc>,
+    pub repositories: Vec<RepositoryPlan>,
+    pub summary: Summary,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryPlan {
+    pub name: String,
+    /// Index of the rule that governs it; None when no rule matches (left alone).
+    pub rule: Option<usize>,
+    pub tags: Vec<TagDecision>,
+    pub manifests: Vec<ManifestDecision>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagDecision {
+    pub tag: String,
+    pub digest: Digest,
+    pub pushed: Option<DateTime<Utc>>,
+    pub action: Action,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestDecision {
+    pub digest: Digest,
+    pub media_type: String,
+    pub pushed: Option<DateTime<Utc>>,
+    /// Tags pointing at it before the sweep.
+    pub tags: Vec<String>,
+    pub action: Action,
+    pub reason: String,
+    /// Deletion order: referrers first, then indexes, then the rest, so an interrupted run
+    /// never leaves a kept-looking image with missing parts.
+    #[serde(skip)]
+    pub delete_rank: u8,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub repositories: usize,
+    pub tags_kept: usize,
+    pub tags_deleted: usize,
+    pub manifests_kept: usize,
+    pub manifests_deleted: usize,
+    #[serde(flatten)]
+    pub estimate: Estimate,
+}
+
+/// One manifest DELETE the executor performs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Deletion {
+    pub repository: String,
+    pub digest: Digest,
+}
+
+impl Plan {
+    /// The manifests to delete, in a safe order (see [`ManifestDecision::delete_rank`]).
+    pub fn deletions(&self) -> Vec<Deletion> {
+        let mut list: Vec<(u8, Deletion)> = self
+            .repositories
+            .iter()
+            .flat_map(|r| {
+                r.manifests.iter().filter(|m| m.action == Action::Delete).map(|m| {
+                    (m.delete_rank, Deletion { repository: r.name.clone(), digest: m.digest.clone() })
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list.into_iter().map(|(_, d)| d).collect()
+    }
+
+    pub fn repository(&self, name: &str) -> Option<&RepositoryPlan> {
+        self.repositories.iter().find(|r| r.name == name)
+    }
+}
+
+impl RepositoryPlan {
+    pub fn tag(&self, tag: &str) -> Option<&TagDecision> {
+        self.tags.iter().find(|t| t.tag == tag)
+    }
+    pub fn manifest(&self, digest: &Digest) -> Option<&ManifestDecision> {
+        self.manifests.iter().find(|m| &m.digest == digest)
+    }
+}
+
+/// Makes the plan. `protections` are added to the policy's own references.
+pub fn plan(policy: &CompiledPolicy, snapshot: &Snapshot, protections: &[Protection], now: DateTime<Utc>) -> Plan {
+    let mut all: Vec<Protection> = policy.protected.iter().cloned().map(Protection::protected).collect();
+    all.extend(protections.iter().filter(|p| p.reference.names_registry(&policy.hosts)).cloned());
+    let mut warnings = policy.warnings.clone();
+    if !snapshot.sees_untagged {
+        warnings.push("this snapshot comes from the registry API, which cannot list untagged manifests; untagged rules are not applied".into());
+    }
+    let repositories: Vec<RepositoryPlan> = snapshot
+        .repositories
+        .values()
+        .map(|repo| decide::decide_repository(policy.rule_for(&repo.name), repo, &all, now, snapshot.sees_untagged))
+        .collect();
+    let estimate = estimate::estimate(snapshot, &repositories);
+    let mut summary = Summary { repositories: repositories.len(), estimate, ..Default::default() };
+    for r in &repositories {
+        for t in &r.tags {
+            match t.action {
+                Action::Keep => summary.tags_kept += 1,
+                Action::Delete => summary.tags_deleted += 1,
+            }
+        }
+        for m in &r.manifests {
+            match m.action {
+                Action::Keep => summary.manifests_kept += 1,
+                Action::Delete => summary.manifests_deleted += 1,
+            }
+        }
+    }
+    Plan { source: snapshot.source.clone(), generated_at: now, repositories, summary, warnings }
+}

@@ -1,0 +1,310 @@
+//! The planner's rules and their edges, on hand-built snapshots.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::*;
+use crate::policy::reference::ProtectedRef;
+use crate::policy::{RegistryCleanupPolicySpec, Rule, UntaggedAction, compile};
+use crate::storage::{Content, Manifest, Repository, Snapshot, Tag};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+}
+
+fn days_ago(n: i64) -> Option<DateTime<Utc>> {
+    Some(now() - Duration::days(n))
+}
+
+/// A tiny registry builder: images get a unique config and layer (plus an optional shared one).
+#[derive(Default)]
+struct Reg {
+    snap: Snapshot,
+}
+
+impl Reg {
+    fn new() -> Self {
+        Reg { snap: Snapshot { source: "test".into(), sees_untagged: true, ..Default::default() } }
+    }
+
+    fn repo(&mut self, name: &str) -> &mut Repository {
+        self.snap.repositories.entry(name.into()).or_insert_with(|| Repository { name: name.into(), ..Default::default() })
+    }
+
+    fn blob(&mut self, seed: &str, size: u64) -> Digest {
+        let d = Digest::of(seed.as_bytes());
+        self.snap.blobs.insert(d.clone(), size);
+        d
+    }
+
+    fn image(&mut self, repo: &str, seed: &str, age_days: i64) -> Digest {
+        let config = self.blob(&format!("{seed}-config"), 10);
+        let layer = self.blob(&format!("{seed}-layer"), 1000);
+        let shared = self.blob("shared-base-layer", 5000);
+        let d = self.blob(&format!("{seed}-manifest"), 1);
+        let m = Manifest {
+            digest: d.clone(),
+            media_type: crate::media::OCI_MANIFEST.into(),
+            pushed: days_ago(age_days),
+            content: Content::Image { config, layers: vec![shared, layer] },
+            subject: None,
+        };
+        self.repo(repo).manifests.insert(d.clone(), m);
+        d
+    }
+
+    fn index(&mut self, repo: &str, seed: &str, children: Vec<Digest>, age_days: i64) -> Digest {
+        let d = self.blob(&format!("{seed}-index"), 1);
+        let m = Manifest {
+            digest: d.clone(),
+            media_type: crate::media::OCI_INDEX.into(),
+            pushed: days_ago(age_days),
+            content: Content::Index { children },
+            subject: None,
+        };
+        self.repo(repo).manifests.insert(d.clone(), m);
+        d
+    }
+
+    fn tag(&mut self, repo: &str, tag: &str, digest: &Digest, age_days: i64) {
+        let t = Tag { name: tag.into(), digest: digest.clone(), pushed: days_ago(age_days) };
+        self.repo(repo).tags.insert(tag.into(), t);
+    }
+
+    fn tagged(&mut self, repo: &str, tag: &str, age_days: i64) -> Digest {
+        let d = self.image(repo, &format!("{repo}:{tag}"), age_days);
+        self.tag(repo, tag, &d, age_days);
+        d
+    }
+}
+
+fn rule(f: impl FnOnce(&mut Rule)) -> Rule {
+    let mut r = Rule { repositories: vec!["**".into()], ..Default::default() };
+    f(&mut r);
+    r
+}
+
+fn run(reg: &Reg, rules: Vec<Rule>, protect: &[&str]) -> Plan {
+    let policy = compile(&RegistryCleanupPolicySpec { rules, ..Default::default() }).unwrap();
+    let protections: Vec<Protection> =
+        protect.iter().map(|r| Protection::in_use(ProtectedRef::parse(r).unwrap())).collect();
+    plan(&policy, &reg.snap, &protections, now())
+}
+
+fn tag_action(p: &Plan, repo: &str, tag: &str) -> (Action, String) {
+    let t = p.repository(repo).unwrap().tag(tag).unwrap_or_else(|| panic!("no tag {repo}:{tag}"));
+    (t.action, t.reason.clone())
+}
+
+fn manifest_action(p: &Plan, repo: &str, d: &Digest) -> (Action, String) {
+    let m = p.repository(repo).unwrap().manifest(d).unwrap();
+    (m.action, m.reason.clone())
+}
+
+#[test]
+fn keep_latest_keeps_the_newest_by_push_time() {
+    let mut reg = Reg::new();
+    for (tag, age) in [("a", 5), ("b", 1), ("c", 3), ("d", 2), ("e", 4)] {
+        reg.tagged("app", tag, age);
+    }
+    let p = run(&reg, vec![rule(|r| r.keep_latest = Some(2))], &[]);
+    assert_eq!(tag_action(&p, "app", "b").0, Action::Keep);
+    assert_eq!(tag_action(&p, "app", "d").0, Action::Keep);
+    for t in ["a", "c", "e"] {
+        let (a, why) = tag_action(&p, "app", t);
+        assert_eq!(a, Action::Delete, "{t}");
+        assert_eq!(why, "not among the newest 2");
+    }
+    assert_eq!(p.summary.tags_deleted, 3);
+    assert_eq!(p.summary.manifests_deleted, 3);
+}
+
+#[test]
+fn keep_within_and_keep_latest_combine_as_either() {
+    let mut reg = Reg::new();
+    for (tag, age) in [("new", 1), ("mid", 10), ("old", 40), ("older", 50)] {
+        reg.tagged("app", tag, age);
+    }
+    let p = run(&reg, vec![rule(|r| { r.keep_latest = Some(1); r.keep_within = Some("30d".into()); })], &[]);
+    assert_eq!(tag_action(&p, "app", "new"), (Action::Keep, "among the newest 1".into()));
+    assert_eq!(tag_action(&p, "app", "mid"), (Action::Keep, "pushed within 30d".into()));
+    assert_eq!(tag_action(&p, "app", "old"), (Action::Delete, "not among the newest 1 and pushed more than 30d ago".into()));
+    assert_eq!(tag_action(&p, "app", "older").0, Action::Delete);
+}
+
+#[test]
+fn keep_tags_and_delete_tags() {
+    let mut reg = Reg::new();
+    for (tag, age) in [("latest", 90), ("v1.0", 90), ("release-7", 90), ("release-7-rc", 90), ("pr-1", 90), ("main-abc", 90)] {
+        reg.tagged("app", tag, age);
+    }
+    let p = run(
+        &reg,
+        vec![rule(|r| {
+            r.keep_latest = Some(0);
+            r.keep_tags = vec!["latest".into(), "v*".into(), "regex:release-[0-9]+".into()];
+            r.delete_tags = Some(vec!["pr-*".into(), "release-*".into()]);
+        })],
+        &[],
+    );
+    assert_eq!(tag_action(&p, "app", "latest"), (Action::Keep, "matches keepTags latest".into()));
+    assert_eq!(tag_action(&p, "app", "v1.0").1, "matches keepTags v*");
+    assert_eq!(tag_action(&p, "app", "release-7").1, "matches keepTags regex:release-[0-9]+");
+    assert_eq!(tag_action(&p, "app", "release-7-rc").0, Action::Delete, "regex is anchored");
+    assert_eq!(tag_action(&p, "app", "pr-1"), (Action::Delete, "not among the newest 0".into()));
+    assert_eq!(tag_action(&p, "app", "main-abc"), (Action::Keep, "not matched by deleteTags".into()));
+}
+
+#[test]
+fn no_rule_and_no_retention_delete_nothing() {
+    let mut reg = Reg::new();
+    reg.tagged("other/app", "old", 400);
+    reg.tagged("team-a/app", "old", 400);
+    let p = run(&reg, vec![rule(|r| r.repositories = vec!["team-a/*".into()])], &[]);
+    assert_eq!(tag_action(&p, "other/app", "old"), (Action::Keep, "no rule matches this repository".into()));
+    assert_eq!(tag_action(&p, "team-a/app", "old").1, "rule 0 sets neither keepLatest nor keepWithin");
+    assert_eq!(p.summary.manifests_deleted, 0);
+    assert_eq!(p.summary.estimate.bytes_freed, 0);
+}
+
+#[test]
+fn a_tag_sharing_its_digest_with_a_kept_tag_stays() {
+    let mut reg = Reg::new();
+    let d = reg.tagged("app", "v1.2", 100);
+    reg.tag("app", "stable-old", &d, 100);
+    let p = run(&reg, vec![rule(|r| { r.keep_latest = Some(0); r.keep_tags = vec!["v*".into()]; })], &[]);
+    assert_eq!(tag_action(&p, "app", "stable-old"), (Action::Keep, "shares its digest with kept tag v1.2".into()));
+    assert_eq!(manifest_action(&p, "app", &d).0, Action::Keep);
+    assert!(p.deletions().is_empty());
+}
+
+#[test]
+fn index_children_follow_their_index() {
+    let mut reg = Reg::new();
+    let (a1, b1) = (reg.image("app", "amd64-1", 100), reg.image("app", "arm64-1", 100));
+    let kept_index = reg.index("app", "idx-1", vec![a1.clone(), b1.clone()], 100);
+    reg.tag("app", "v1", &kept_index, 100);
+    let (a2, b2) = (reg.image("app", "amd64-2", 100), reg.image("app", "arm64-2", 100));
+    let old_index = reg.index("app", "idx-2", vec![a2.clone(), b2.clone()], 100);
+    reg.tag("app", "old", &old_index, 100);
+    let p = run(
+        &reg,
+        vec![rule(|r| { r.keep_latest = Some(0); r.keep_tags = vec!["v1".into()]; r.untagged = UntaggedAction::Delete; })],
+        &[],
+    );
+    assert_eq!(manifest_action(&p, "app", &a1), (Action::Keep, format!("child of kept index {}", kept_index.short())));
+    assert_eq!(manifest_action(&p, "app", &b1).0, Action::Keep);
+    assert_eq!(manifest_action(&p, "app", &old_index).0, Action::Delete);
+    assert_eq!(manifest_action(&p, "app", &a2), (Action::Delete, "child of a deleted index".into()));
+    // The index goes before its children.
+    assert_eq!(p.deletions()[0].digest, old_index);
+}
+
+#[test]
+fn young_children_of_a_deleted_index_wait_for_the_grace_period() {
+    let mut reg = Reg::new();
+    let child = reg.image("app", "child", 0);
+    let index = reg.index("app", "idx", vec![child.clone()], 100);
+    reg.tag("app", "old", &index, 100);
+    let p = run(&reg, vec![rule(|r| r.keep_latest = Some(0))], &[]);
+    assert_eq!(manifest_action(&p, "app", &index).0, Action::Delete);
+    assert_eq!(manifest_action(&p, "app", &child), (Action::Keep, "untagged for less than 1d".into()));
+}
+
+#[test]
+fn untagged_manifests_and_the_grace_period() {
+    let mut reg = Reg::new();
+    reg.tagged("app", "v1", 10);
+    let old = reg.image("app", "untagged-old", 3);
+    let young = reg.image("app", "untagged-young", 0);
+    let p = run(&reg, vec![rule(|r| { r.untagged = UntaggedAction::Delete; r.untagged_grace_period = Some("48h".into()); })], &[]);
+    assert_eq!(manifest_action(&p, "app", &old), (Action::Delete, "untagged for more than 2d".into()));
+    assert_eq!(manifest_action(&p, "app", &young), (Action::Keep, "untagged for less than 2d".into()));
+    let keep = run(&reg, vec![rule(|_| {})], &[]);
+    assert_eq!(manifest_action(&keep, "app", &old).0, Action::Keep);
+}
+
+#[test]
+fn an_unreadable_manifest_protects_untagged_ones() {
+    let mut reg = Reg::new();
+    let old = reg.image("app", "untagged", 30);
+    let broken = Digest::of(b"broken");
+    reg.repo("app").manifests.insert(
+        broken.clone(),
+        Manifest { digest: broken.clone(), media_type: String::new(), pushed: days_ago(30), content: Content::Unknown { why: "schema1".into() }, subject: None },
+    );
+    reg.tag("app", "legacy", &broken, 30);
+    let p = run(&reg, vec![rule(|r| r.untagged = UntaggedAction::Delete)], &[]);
+    let (a, why) = manifest_action(&p, "app", &old);
+    assert_eq!(a, Action::Keep);
+    assert!(why.contains("unreadable manifest"), "{why}");
+}
+
+#[test]
+fn signature_tags_follow_their_subject_and_are_not_counted() {
+    let mut reg = Reg::new();
+    let kept = reg.tagged("app", "new", 1);
+    let gone = reg.tagged("app", "old", 50);
+    let sig_kept = reg.image("app", "sig-of-new", 1);
+    reg.tag("app", &format!("sha256-{}.sig", kept.hex()), &sig_kept, 1);
+    let sig_gone = reg.image("app", "sig-of-old", 50);
+    reg.tag("app", &format!("sha256-{}.att", gone.hex()), &sig_gone, 0);
+    let p = run(&reg, vec![rule(|r| r.keep_latest = Some(1))], &[]);
+    assert_eq!(tag_action(&p, "app", "new").0, Action::Keep, "the newer signature tag did not take the slot");
+    assert_eq!(tag_action(&p, "app", &format!("sha256-{}.sig", kept.hex())), (Action::Keep, format!("signature of kept image {}", kept.short())));
+    assert_eq!(tag_action(&p, "app", &format!("sha256-{}.att", gone.hex())), (Action::Delete, format!("signature of deleted image {}", gone.short())));
+    assert_eq!(manifest_action(&p, "app", &sig_gone).0, Action::Delete);
+    // Signatures are deleted first.
+    assert_eq!(p.deletions()[0].digest, sig_gone);
+}
+
+#[test]
+fn referrers_follow_their_subject() {
+    let mut reg = Reg::new();
+    let kept = reg.tagged("app", "new", 1);
+    let gone = reg.tagged("app", "old", 50);
+    let mut referrer = |reg: &mut Reg, seed: &str, subject: &Digest| {
+        let d = reg.image("app", seed, 50);
+        reg.repo("app").manifests.get_mut(&d).unwrap().subject = Some(subject.clone());
+        d
+    };
+    let sbom_kept = referrer(&mut reg, "sbom-new", &kept);
+    let sbom_gone = referrer(&mut reg, "sbom-old", &gone);
+    let p = run(&reg, vec![rule(|r| r.keep_latest = Some(1))], &[]);
+    assert_eq!(manifest_action(&p, "app", &sbom_kept), (Action::Keep, format!("refers to kept manifest {}", kept.short())));
+    assert_eq!(manifest_action(&p, "app", &sbom_gone), (Action::Delete, "refers to a deleted manifest".into()));
+}
+
+#[test]
+fn protected_references_override_every_rule() {
+    let mut reg = Reg::new();
+    let by_digest = reg.tagged("app", "a", 90);
+    reg.tagged("app", "b", 90);
+    reg.tagged("base/alpine", "stable", 90);
+    let untagged = reg.image("app", "pinned", 90);
+    let p = run(
+        &reg,
+        vec![rule(|r| { r.keep_latest = Some(0); r.untagged = UntaggedAction::Delete; })],
+        &[&format!("app@{by_digest}"), "registry.example.com/app:b", "base/*:stable", &format!("app@{untagged}")],
+    );
+    assert_eq!(manifest_action(&p, "app", &by_digest), (Action::Keep, format!("in use: app@{by_digest}")));
+    assert_eq!(tag_action(&p, "app", "a"), (Action::Keep, format!("in use: app@{by_digest}")));
+    assert_eq!(tag_action(&p, "app", "b"), (Action::Keep, "in use: registry.example.com/app:b".into()));
+    assert_eq!(tag_action(&p, "base/alpine", "stable"), (Action::Keep, "in use: base/*:stable".into()));
+    assert_eq!(manifest_action(&p, "app", &untagged).0, Action::Keep);
+    assert_eq!(p.summary.manifests_deleted, 0);
+}
+
+#[test]
+fn estimate_counts_only_blobs_no_surviving_manifest_references() {
+    let mut reg = Reg::new();
+    reg.tagged("app", "new", 1);
+    let old = reg.tagged("app", "old", 50);
+    let orphan = reg.blob("orphan", 7);
+    let p = run(&reg, vec![rule(|r| r.keep_latest = Some(1))], &[]);
+    // The old image's manifest, config and own layer go; the shared base layer stays.
+    assert_eq!(p.summary.estimate.bytes_freed, 1 + 10 + 1000 + 7);
+    assert_eq!(p.summary.estimate.blobs_freed, 4);
+    assert_eq!(p.summary.estimate.bytes_already_unreferenced, 7);
+    assert!(!p.deletions().is_empty() && p.deletions()[0].digest == old);
+    let _ = orphan;
+}
