@@ -10,3 +10,4 @@ pub mod registry;
 pub mod storage;
 pub mod plan;
 pub mod maintenance;
+pub mod units;

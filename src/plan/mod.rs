@@ -105,6 +105,8 @@ pub struct Summary {
 pub struct Deletion {
     pub repository: String,
     pub digest: Digest,
+    /// See [`ManifestDecision::delete_rank`]: a rank is finished before the next begins.
+    pub rank: u8,
 }
 
 impl Plan {
@@ -115,7 +117,7 @@ impl Plan {
             .iter()
             .flat_map(|r| {
                 r.manifests.iter().filter(|m| m.action == Action::Delete).map(|m| {
-                    (m.delete_rank, Deletion { repository: r.name.clone(), digest: m.digest.clone() })
+                    (m.delete_rank, Deletion { repository: r.name.clone(), digest: m.digest.clone(), rank: m.delete_rank })
                 })
             })
             .collect();

@@ -308,3 +308,68 @@ fn estimate_counts_only_blobs_no_surviving_manifest_references() {
     assert!(!p.deletions().is_empty() && p.deletions()[0].digest == old);
     let _ = orphan;
 }
+
+#[test]
+fn nested_indexes_and_manifest_lists_keep_their_whole_tree() {
+    let mut reg = Reg::new();
+    let leaf = reg.image("app", "leaf", 100);
+    let inner = reg.index("app", "inner", vec![leaf.clone()], 100);
+    let outer = reg.index("app", "outer", vec![inner.clone()], 100);
+    reg.repo("app").manifests.get_mut(&outer).unwrap().media_type = crate::media::DOCKER_MANIFEST_LIST.into();
+    reg.tag("app", "v1", &outer, 100);
+    let p = run(&reg, vec![rule(|r| { r.keep_tags = vec!["v1".into()]; r.keep_latest = Some(0); r.untagged = UntaggedAction::Delete; })], &[]);
+    assert_eq!(manifest_action(&p, "app", &inner).0, Action::Keep);
+    assert_eq!(manifest_action(&p, "app", &leaf), (Action::Keep, format!("child of kept index {}", inner.short())));
+}
+
+#[test]
+fn a_tag_whose_manifest_is_missing_is_left_alone() {
+    let mut reg = Reg::new();
+    let ghost = Digest::of(b"ghost");
+    reg.tag("app", "broken", &ghost, 100);
+    reg.tagged("app", "new", 1);
+    let p = run(&reg, vec![rule(|r| r.keep_latest = Some(0))], &[]);
+    let (a, why) = tag_action(&p, "app", "broken");
+    assert_eq!(a, Action::Keep);
+    assert!(why.contains("missing"), "{why}");
+    assert!(p.deletions().iter().all(|d| d.digest != ghost));
+}
+
+#[test]
+fn an_api_snapshot_never_deletes_untagged_manifests() {
+    let mut reg = Reg::new();
+    reg.snap.sees_untagged = false;
+    let old = reg.image("app", "untagged", 100);
+    let p = run(&reg, vec![rule(|r| r.untagged = UntaggedAction::Delete)], &[]);
+    assert_eq!(manifest_action(&p, "app", &old).0, Action::Keep);
+    assert!(p.warnings.iter().any(|w| w.contains("untagged")));
+}
+
+#[test]
+fn a_digest_named_by_tags_in_two_repositories_is_decided_per_repository() {
+    let mut reg = Reg::new();
+    let d = reg.tagged("a", "old", 100);
+    // The same manifest linked into a second repository (a cross-repository mount).
+    let m = reg.repo("a").manifests[&d].clone();
+    reg.repo("b").manifests.insert(d.clone(), m);
+    reg.tag("b", "old", &d, 100);
+    let p = run(&reg, vec![rule(|r| { r.repositories = vec!["a".into()]; r.keep_latest = Some(0); })], &[]);
+    assert_eq!(tag_action(&p, "a", "old").0, Action::Delete);
+    assert_eq!(tag_action(&p, "b", "old").0, Action::Keep);
+    // Its blobs stay: repository b still references them.
+    assert_eq!(p.summary.estimate.bytes_freed, 0);
+}
+
+#[test]
+fn deletion_order_is_signatures_indexes_images_children() {
+    let mut reg = Reg::new();
+    let child = reg.image("app", "child", 100);
+    let index = reg.index("app", "idx", vec![child.clone()], 100);
+    reg.tag("app", "old-index", &index, 100);
+    let image = reg.tagged("app", "old-image", 100);
+    let sig = reg.image("app", "sig", 100);
+    reg.tag("app", &format!("sha256-{}.sig", image.hex()), &sig, 100);
+    let p = run(&reg, vec![rule(|r| r.keep_latest = Some(0))], &[]);
+    let order: Vec<Digest> = p.deletions().into_iter().map(|d| d.digest).collect();
+    assert_eq!(order, vec![sig, index, image, child]);
+}
