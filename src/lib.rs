@@ -3,11 +3,14 @@
 //! Data flow: storage → [`storage::Snapshot`] → [`plan::Plan`] (pure) → delete through a private
 //! registry instance → `registry garbage-collect` → prune its litter → report.
 
+pub mod demo;
 pub mod digest;
+pub mod fixture;
+pub mod maintenance;
 pub mod media;
+pub mod plan;
 pub mod policy;
 pub mod registry;
 pub mod storage;
-pub mod plan;
-pub mod maintenance;
 pub mod units;
+pub mod verify;

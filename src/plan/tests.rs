@@ -262,7 +262,7 @@ fn referrers_follow_their_subject() {
     let mut reg = Reg::new();
     let kept = reg.tagged("app", "new", 1);
     let gone = reg.tagged("app", "old", 50);
-    let mut referrer = |reg: &mut Reg, seed: &str, subject: &Digest| {
+    let referrer = |reg: &mut Reg, seed: &str, subject: &Digest| {
         let d = reg.image("app", seed, 50);
         reg.repo("app").manifests.get_mut(&d).unwrap().subject = Some(subject.clone());
         d

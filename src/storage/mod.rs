@@ -1,8 +1,12 @@
-//! The registry's filesystem storage: its layout, a snapshot of it, and pruning GC's litter.
+//! The registry's filesystem storage: its layout, snapshots of it (or of the API), pruning
+//! GC's litter, and measuring its size.
 
+pub mod api;
 pub mod layout;
+pub mod prune;
 pub mod read;
 pub mod snapshot;
+pub mod usage;
 
 pub use layout::Layout;
 pub use read::read_storage;

@@ -1,0 +1,159 @@
+//! The command bodies.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use regsweep::maintenance::run::{MaintenanceOptions, run_maintenance};
+use regsweep::plan::{self, Protection};
+use regsweep::policy::reference::ProtectedRef;
+use regsweep::policy::{compile, load};
+use regsweep::registry::{ClientOptions, RegistryClient};
+use regsweep::storage::{Layout, read_storage};
+
+use super::{CliResult, Command, Failure, Output, Protect, RegistryAccess, exit};
+
+pub async fn run(command: Command) -> CliResult {
+    match command {
+        Command::Plan { policy, storage, url, age_from_config, access, protect, output, all } => {
+            let policy = load::from_file(&policy).map_err(Failure::invalid)?;
+            let compiled = compile(&policy.spec).map_err(Failure::invalid)?;
+            let protections = protections(&protect, &compiled.hosts)?;
+            let snapshot = match (storage, url) {
+                (Some(dir), _) => read_storage(&Layout::new(dir)).map_err(Failure::invalid)?,
+                (None, Some(url)) => {
+                    let client = client(&url, &access)?;
+                    regsweep::storage::api::read_api(&client, age_from_config).await.map_err(Failure::registry)?
+                }
+                (None, None) => return Err(Failure::invalid("give --storage DIR or --url URL")),
+            };
+            for p in &snapshot.problems {
+                tracing::warn!(path = %p.path, problem = %p.problem, "entry skipped");
+            }
+            let plan = plan::plan(&compiled, &snapshot, &protections, chrono::Utc::now());
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes")),
+                Output::Table => print!("{}", plan::render::table(&plan, all)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Maintenance {
+            policy,
+            config,
+            registry_bin,
+            protect,
+            url,
+            access,
+            dry_run,
+            report,
+            summary_file,
+            upload_max_age,
+            concurrency,
+            run_id,
+            output,
+        } => {
+            let policy = load::from_file(&policy).map_err(Failure::invalid)?;
+            let compiled = compile(&policy.spec).map_err(Failure::invalid)?;
+            let protections = protections(&protect, &compiled.hosts)?;
+            let upload_max_age = regsweep::policy::compiled::parse_duration(&upload_max_age)
+                .map_err(|e| Failure::invalid(format!("--upload-max-age: {e}")))?;
+            let opts = MaintenanceOptions {
+                policy,
+                config,
+                registry_bin,
+                env: std::env::vars().filter(|(k, _)| k.starts_with("REGISTRY_")).collect(),
+                protections,
+                public_url: url,
+                public_client: client_options(&access),
+                dry_run,
+                upload_max_age,
+                concurrency,
+                run_id: run_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string()),
+            };
+            let outcome = run_maintenance(opts).await.map_err(|e| Failure {
+                exit_code: if e.is_invalid_input() { exit::INVALID_INPUT } else { exit::REGISTRY_FAILURE },
+                message: e.to_string(),
+            })?;
+            let json = serde_json::to_string_pretty(&outcome.report).expect("report serializes");
+            if let Some(path) = report {
+                write(&path, &json)?;
+            }
+            if let Some(path) = summary_file {
+                write(&path, &serde_json::to_string(&outcome.report.compact()).expect("summary serializes"))?;
+            }
+            match output {
+                Output::Json => println!("{json}"),
+                Output::Table => {
+                    if outcome.report.dry_run {
+                        print!("{}", plan::render::table(&outcome.plan, false));
+                    }
+                    print!("{}", outcome.report.human());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { url, access, output } => {
+            let client = client(&url, &access)?;
+            let report = regsweep::verify::verify_registry(&client).await.map_err(Failure::registry)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+                Output::Table => {
+                    println!(
+                        "verified {} repositories, {} tags, {} manifests, {} blobs: {}",
+                        report.repositories,
+                        report.tags,
+                        report.manifests,
+                        report.blobs,
+                        if report.is_ok() { "all fetchable with correct digests".to_string() } else { format!("{} problem(s)", report.problems.len()) }
+                    );
+                    for p in &report.problems {
+                        println!("  {}:{} {}: {}", p.repository, p.tag, p.digest.as_ref().map(|d| d.to_string()).unwrap_or_default(), p.problem);
+                    }
+                }
+            }
+            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(exit::VERIFY_FAILED) })
+        }
+        Command::Demo { registry_bin } => regsweep::demo::run(registry_bin.as_deref()).await.map(|_| ExitCode::SUCCESS).map_err(Failure::other),
+        Command::Crd => {
+            print!("{}", regsweep::policy::crd_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, text).map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))
+}
+
+fn client_options(access: &RegistryAccess) -> ClientOptions {
+    ClientOptions {
+        username: access.username.clone(),
+        password: access.password.clone(),
+        ca_cert: access.ca_cert.clone(),
+        insecure_skip_tls_verify: access.insecure_skip_tls_verify,
+        ..Default::default()
+    }
+}
+
+fn client(url: &str, access: &RegistryAccess) -> Result<RegistryClient, Failure> {
+    RegistryClient::new(url, client_options(access)).map_err(Failure::invalid)
+}
+
+/// `--protect` and `--protect-file` references; those naming another registry are dropped
+/// with a warning (the operator's in-use scan passes every image it finds).
+fn protections(protect: &Protect, hosts: &[String]) -> Result<Vec<Protection>, Failure> {
+    let mut refs = protect.refs.clone();
+    if let Some(file) = &protect.protect_file {
+        let text = std::fs::read_to_string(file).map_err(|e| Failure::invalid(format!("--protect-file {}: {e}", file.display())))?;
+        refs.extend(text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_string()).filter(|l| !l.is_empty()));
+    }
+    let mut out = Vec::new();
+    for r in refs {
+        let reference = ProtectedRef::parse(&r).map_err(|e| Failure::invalid(format!("--protect: {e}")))?;
+        if reference.names_registry(hosts) {
+            out.push(Protection::in_use(reference));
+        } else {
+            tracing::warn!(reference = %r, "protected reference names another registry; ignored");
+        }
+    }
+    Ok(out)
+}

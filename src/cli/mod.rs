@@ -1,0 +1,190 @@
+//! Arguments, exit codes and dispatch.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use commands::run;
+
+/// Exit codes: scripts tell bad input from a failing registry.
+pub mod exit {
+    pub const INVALID_INPUT: u8 = 2;
+    pub const REGISTRY_FAILURE: u8 = 3;
+    pub const VERIFY_FAILED: u8 = 4;
+    pub const OTHER: u8 = 1;
+}
+
+pub struct Failure {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+impl Failure {
+    pub fn invalid(message: impl ToString) -> Self {
+        Failure { message: message.to_string(), exit_code: exit::INVALID_INPUT }
+    }
+    pub fn registry(message: impl ToString) -> Self {
+        Failure { message: message.to_string(), exit_code: exit::REGISTRY_FAILURE }
+    }
+    pub fn other(message: impl ToString) -> Self {
+        Failure { message: message.to_string(), exit_code: exit::OTHER }
+    }
+}
+
+pub type CliResult = Result<ExitCode, Failure>;
+
+#[derive(Parser)]
+#[command(name = "regsweep", version, about = "Safe, declarative cleanup of CNCF Distribution registries")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "REGSWEEP_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// How to reach a registry's API.
+#[derive(clap::Args, Clone)]
+pub struct RegistryAccess {
+    /// User name for basic or token authentication.
+    #[arg(long, env = "REGSWEEP_REGISTRY_USERNAME")]
+    pub username: Option<String>,
+    /// Password; read from the environment only, so it never shows in a process list.
+    #[arg(skip = std::env::var("REGSWEEP_REGISTRY_PASSWORD").ok())]
+    pub password: Option<String>,
+    /// PEM file of the CA that signed the registry's certificate.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not verify the registry's TLS certificate.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Protect {
+    /// An image reference that must survive (`[host/]repo[:tag][@digest]`, globs allowed); repeatable.
+    #[arg(long = "protect", value_name = "REF")]
+    pub refs: Vec<String>,
+    /// A file of references to protect, one per line (`#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    pub protect_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Dry run: what goes, what stays, why, and the bytes it would free.
+    Plan {
+        /// The RegistryCleanupPolicy YAML file.
+        #[arg(short = 'f', long = "file")]
+        policy: PathBuf,
+        /// The registry's storage root directory (storage.filesystem.rootdirectory).
+        #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+        storage: Option<PathBuf>,
+        /// The registry's URL: an API-only preview (no untagged manifests, push times unknown
+        /// unless --age-from-config).
+        #[arg(long)]
+        url: Option<String>,
+        /// With --url: take each image's age from its config's `created` field.
+        #[arg(long, requires = "url")]
+        age_from_config: bool,
+        #[command(flatten)]
+        access: RegistryAccess,
+        #[command(flatten)]
+        protect: Protect,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// List every repository's tags, also those no rule matches.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The whole sweep on a storage the caller has frozen: plan, delete through a private
+    /// registry instance, garbage-collect, prune, report.
+    Maintenance {
+        #[arg(short = 'f', long = "file")]
+        policy: PathBuf,
+        /// The registry's configuration file (its REGISTRY_* environment applies too).
+        #[arg(long)]
+        config: PathBuf,
+        /// The registry binary (default: `registry` or `docker-registry` on PATH).
+        #[arg(long)]
+        registry_bin: Option<PathBuf>,
+        #[command(flatten)]
+        protect: Protect,
+        /// The public registry's URL: regsweep refuses to change anything unless it refuses writes.
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        access: RegistryAccess,
+        /// Plan and report only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Also write a compact JSON summary here (a container's termination message).
+        #[arg(long)]
+        summary_file: Option<PathBuf>,
+        /// Remove upload sessions older than this.
+        #[arg(long, default_value = "24h")]
+        upload_max_age: String,
+        /// Concurrent DELETE requests.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// An identifier for this run in logs and the report (default: generated).
+        #[arg(long)]
+        run_id: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Walk every tag's whole graph (index → manifests → config → layers) and report anything
+    /// unfetchable or with a wrong digest. Exits 4 when something is wrong.
+    Verify {
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        access: RegistryAccess,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Start a local registry, fill it, and sweep it: the whole routine in a minute.
+    Demo {
+        #[arg(long)]
+        registry_bin: Option<PathBuf>,
+    },
+    /// Print the RegistryCleanupPolicy CustomResourceDefinition.
+    Crd,
+}
+
+impl Command {
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Maintenance { .. } => "info",
+            _ => "warn",
+        }
+    }
+}
+
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("regsweep={default_level}")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.compact().init(),
+    }
+}

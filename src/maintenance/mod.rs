@@ -1,0 +1,11 @@
+//! The sweep on a frozen storage: a private registry instance for deletions, the registry's
+//! garbage collector, and the report.
+
+pub mod config;
+pub mod delete;
+pub mod error;
+pub mod gc;
+pub mod instance;
+pub mod progress;
+pub mod report;
+pub mod run;

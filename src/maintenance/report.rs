@@ -1,0 +1,109 @@
+//! What a maintenance run did, as JSON for machines (the Job's termination message, the
+//! operator's status) and as a few lines for people.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::plan::Summary;
+use crate::storage::prune::PruneReport;
+use crate::storage::usage::Usage;
+use crate::units;
+
+use super::delete::DeleteStats;
+use super::gc::GcOutcome;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceReport {
+    pub run_id: String,
+    pub policy: String,
+    pub storage: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub dry_run: bool,
+    pub plan: Summary,
+    pub warnings: Vec<String>,
+    pub snapshot_problems: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete: Option<DeleteStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc: Option<GcOutcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneReport>,
+    pub usage_before: Usage,
+    pub usage_after: Usage,
+    /// Storage bytes freed, measured on disk (not estimated).
+    pub bytes_reclaimed: u64,
+    pub timings: Timings,
+    /// This process's peak resident memory (VmHWM), for the memory goal.
+    pub peak_rss_bytes: u64,
+}
+
+/// Peak resident set size of this process, from /proc (0 where unavailable).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok()))
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Milliseconds per stage.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    pub snapshot_ms: u64,
+    pub plan_ms: u64,
+    pub delete_ms: u64,
+    pub gc_ms: u64,
+    pub prune_ms: u64,
+    pub total_ms: u64,
+}
+
+/// The few numbers the operator needs, small enough for a termination message (4 KiB).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactSummary {
+    pub run_id: String,
+    pub dry_run: bool,
+    pub tags_deleted: usize,
+    pub manifests_deleted: usize,
+    pub bytes_reclaimed: u64,
+    pub bytes_estimated: u64,
+}
+
+impl MaintenanceReport {
+    pub fn compact(&self) -> CompactSummary {
+        CompactSummary {
+            run_id: self.run_id.clone(),
+            dry_run: self.dry_run,
+            tags_deleted: self.plan.tags_deleted,
+            manifests_deleted: self.delete.as_ref().map_or(0, |d| d.deleted + d.already_gone),
+            bytes_reclaimed: self.bytes_reclaimed,
+            bytes_estimated: self.plan.estimate.bytes_freed,
+        }
+    }
+
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let p = &self.plan;
+        let _ = writeln!(out, "run {} of policy {} on {}{}", self.run_id, self.policy, self.storage, if self.dry_run { " (dry run)" } else { "" });
+        let _ = writeln!(out, "  plan: {} tags and {} manifests to delete; {} tags and {} manifests kept", p.tags_deleted, p.manifests_deleted, p.tags_kept, p.manifests_kept);
+        if let Some(d) = &self.delete {
+            let _ = writeln!(out, "  deleted {} manifests ({} already gone) in {} ms, {:.0}/s", d.deleted, d.already_gone, self.timings.delete_ms, d.per_second);
+        }
+        if let Some(gc) = &self.gc {
+            let _ = writeln!(out, "  garbage-collect: {} blobs marked, {} blobs eligible for deletion", gc.marked, gc.blobs_eligible);
+        }
+        let _ = writeln!(
+            out,
+            "  storage: {} -> {} (reclaimed {}; estimated {})",
+            units::bytes(self.usage_before.total_bytes),
+            units::bytes(self.usage_after.total_bytes),
+            units::bytes(self.bytes_reclaimed),
+            units::bytes(p.estimate.bytes_freed)
+        );
+        out
+    }
+}
