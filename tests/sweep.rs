@@ -122,13 +122,16 @@ async fn demo_mix_is_swept_as_planned() {
     assert_eq!(tag(&plan, "team-b/worker", "pr-7").action, Action::Delete);
     assert_eq!(tag(&plan, "team-b/worker", "pr-9").action, Action::Keep);
 
-    // The registry takes pushes again after the thaw, and a rerun has nothing left to do.
+    // The registry takes pushes again after the thaw; the new tag pushes build-105 out of the
+    // newest three, so a second sweep deletes exactly that one.
     let client = reg.client().unwrap();
     push_image(&client, "team-a/api", Some("after-thaw"), Format::Oci, &[1024], &[]).await.unwrap();
     let policy = regsweep::policy::load::from_yaml(regsweep::demo::DEMO_POLICY, "demo").unwrap();
     let opts = options(&reg, policy, &[]);
     let again = sweep_and_check(&mut reg, opts).await;
-    assert_eq!(again.summary.manifests_deleted, 0);
+    let deleted: Vec<&str> = again.repositories.iter().flat_map(|r| r.tags.iter()).filter(|t| t.action == Action::Delete).map(|t| t.tag.as_str()).collect();
+    assert_eq!(deleted, vec!["build-105"]);
+    assert_eq!(again.summary.manifests_deleted, 1);
 }
 
 #[tokio::test]

@@ -68,7 +68,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         tracing::warn!(path = %p.path, problem = %p.problem, "storage entry skipped");
     }
     if !dry_run && let Some(url) = &opts.public_url {
-        ensure_frozen(url, &opts.public_client, snapshot.repositories.keys().next().map(String::as_str)).await?;
+        ensure_frozen(url, &opts.public_client, snapshot.repositories.keys().next().map(String::as_str), Some(&layout)).await?;
     }
     let usage_before = measure(&layout).map_err(|e| MaintenanceError::Storage(e.to_string()))?;
     let t = Instant::now();
@@ -134,14 +134,26 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
 }
 
 /// Proves the public registry refuses writes: deleting or collecting while it accepts pushes
-/// can lose the blobs of an image pushed meanwhile.
-pub async fn ensure_frozen(url: &str, client: &crate::registry::ClientOptions, repository: Option<&str>) -> Result<(), MaintenanceError> {
+/// can lose the blobs of an image pushed meanwhile. When it accepts the probe upload, the
+/// cancelled session's leftovers are removed from `layout`, so a refusal changes nothing.
+pub async fn ensure_frozen(url: &str, client: &ClientOptions, repository: Option<&str>, layout: Option<&Layout>) -> Result<(), MaintenanceError> {
     let client = RegistryClient::new(url, client.clone())?;
-    match client.probe_write(repository.unwrap_or("regsweep-probe")).await? {
+    let repository = repository.unwrap_or("regsweep-probe");
+    match client.probe_write(repository).await? {
         WriteProbe::Refused { status } => {
             tracing::info!(url, status, "public registry refuses writes");
             Ok(())
         }
-        WriteProbe::Accepted => Err(MaintenanceError::NotFrozen(url.to_string())),
+        WriteProbe::Accepted { upload_uuid } => {
+            if let (Some(layout), Some(uuid)) = (layout, upload_uuid.filter(|u| !u.contains('/') && !u.contains(".."))) {
+                let uploads = layout.uploads(repository);
+                let _ = std::fs::remove_dir_all(uploads.join(uuid));
+                // Only directories the probe itself created, and only when empty.
+                for dir in [uploads.clone(), layout.repository(repository)] {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+            Err(MaintenanceError::NotFrozen(url.to_string()))
+        }
     }
 }

@@ -71,10 +71,12 @@ pub enum DeleteOutcome {
     AlreadyGone,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteProbe {
     Refused { status: u16 },
-    Accepted,
+    /// The registry took the upload; it was cancelled, but the registry leaves the session's
+    /// hash state on disk under `_uploads/<uuid>`.
+    Accepted { upload_uuid: Option<String> },
 }
 
 /// The next page from a `Link: </v2/_catalog?last=x&n=1000>; rel="next"` header.
@@ -384,10 +386,11 @@ impl RegistryClient {
         match resp.status() {
             StatusCode::ACCEPTED => {
                 let location = header(&resp, LOCATION.as_str());
+                let uuid = header(&resp, "docker-upload-uuid");
                 if !location.is_empty() {
                     let _ = self.send(Method::DELETE, &location, None, None, &format!("repository:{repo}:pull,push")).await;
                 }
-                Ok(WriteProbe::Accepted)
+                Ok(WriteProbe::Accepted { upload_uuid: Some(uuid).filter(|u| !u.is_empty()) })
             }
             StatusCode::METHOD_NOT_ALLOWED | StatusCode::SERVICE_UNAVAILABLE => Ok(WriteProbe::Refused { status: resp.status().as_u16() }),
             _ => Err(self.fail(resp, format!("probe a write to {repo}"), repo, "").await),
