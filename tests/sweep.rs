@@ -13,7 +13,7 @@ use regsweep::plan::{Action, Plan, Protection};
 use regsweep::policy::RegistryCleanupPolicy;
 use regsweep::policy::reference::ProtectedRef;
 use regsweep::registry::{ClientOptions, RegistryClient};
-use regsweep::storage::{Layout, read_storage};
+use regsweep::storage::read_storage;
 
 fn policy(yaml_rules: &str) -> RegistryCleanupPolicy {
     let doc = format!(
@@ -158,5 +158,45 @@ async fn protected_references_and_the_grace_period() {
     let app = plan.repository("app").unwrap();
     assert_eq!(app.manifest(&young.digest).unwrap().action, Action::Keep, "younger than the grace period");
     assert_eq!(app.manifest(&stale.digest).unwrap().action, Action::Delete);
-    let _ = Layout::new(layout.root());
+
+}
+
+/// Pushes a one-layer image with fixed content, so it can be pushed again byte for byte.
+async fn push_fixed(client: &RegistryClient, repo: &str, tag: &str, layer: &[u8]) -> regsweep::digest::Digest {
+    let layer_digest = client.push_blob(repo, layer).await.unwrap();
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#);
+    let config_digest = client.push_blob(repo, config.as_bytes()).await.unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","size":{},"digest":"{config_digest}"}},"layers":[{{"mediaType":"{}","size":{},"digest":"{layer_digest}"}}]}}"#,
+        regsweep::media::OCI_MANIFEST,
+        regsweep::media::OCI_CONFIG,
+        config.len(),
+        regsweep::media::OCI_LAYER,
+        layer.len()
+    );
+    client.put_manifest(repo, tag, regsweep::media::OCI_MANIFEST, manifest.as_bytes()).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_emptied_repository_leaves_the_catalog_and_its_content_can_be_pushed_again() {
+    support::ensure_registry_installed();
+    let mut reg = DemoRegistry::start(None).await.unwrap();
+    let (client, layout) = (reg.client().unwrap(), reg.layout());
+    let old = Utc::now() - Duration::days(30);
+    push_fixed(&client, "scratch/tmp", "t1", b"the same layer, twice").await;
+    set_tag_pushed(&layout, "scratch/tmp", "t1", old).unwrap();
+    push_image(&client, "keep/app", Some("v1"), Format::Docker, &[1024], &[]).await.unwrap();
+    let p = policy("    - repositories: [\"scratch/**\"]\n      keepWithin: 7d\n");
+    let opts = options(&reg, p, &[]);
+    sweep_and_check(&mut reg, opts).await;
+    let client = reg.client().unwrap();
+    assert_eq!(client.catalog().await.unwrap(), vec!["keep/app".to_string()], "the emptied repository is gone from _catalog");
+    assert!(!layout.repository("scratch").exists(), "and from disk");
+
+    // After GC and the restart, the very same content pushes and pulls again: the restart
+    // dropped the blob cache that would otherwise claim the deleted blobs still exist.
+    let digest = push_fixed(&client, "scratch/tmp", "t1", b"the same layer, twice").await;
+    let verify = regsweep::verify::verify_tags(&client, &[("scratch/tmp".into(), "t1".into())]).await.unwrap();
+    assert!(verify.is_ok(), "{:?}", verify.problems);
+    assert_eq!(client.get_manifest("scratch/tmp", "t1").await.unwrap().digest, digest);
 }
