@@ -1,0 +1,90 @@
+//! The `regsweep` command line as a user runs it: plan from storage and from the API, the
+//! maintenance report files, verify's exit code, and the CRD.
+
+mod support;
+
+use std::process::Command;
+
+use regsweep::demo::{DEMO_POLICY, DemoRegistry, fill};
+
+const BIN: &str = env!("CARGO_BIN_EXE_regsweep");
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[tokio::test]
+async fn plan_maintenance_and_verify_from_the_command_line() {
+    support::ensure_registry_installed();
+    let mut reg = DemoRegistry::start(None).await.unwrap();
+    fill(&reg.client().unwrap(), &reg.layout()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, DEMO_POLICY).unwrap();
+
+    // From storage: sees untagged manifests and push times.
+    let out = Command::new(BIN).args(["plan", "-o", "json", "-f"]).arg(&policy).arg("--storage").arg(reg.layout().root()).output().unwrap();
+    let storage_plan = json(&out);
+    let deleted = storage_plan["summary"]["tagsDeleted"].as_u64().unwrap();
+    assert!(deleted > 0);
+    assert!(storage_plan["summary"]["bytesFreed"].as_u64().unwrap() > 0);
+    // The table names the reasons.
+    let out = Command::new(BIN).args(["plan", "-f"]).arg(&policy).arg("--storage").arg(reg.layout().root()).output().unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("shares its digest with kept tag stable"), "{table}");
+    assert!(table.contains("garbage collection would free"), "{table}");
+
+    // From the API with ages from image configs: tags only, and nothing untagged is deleted.
+    let out = Command::new(BIN).args(["plan", "-o", "json", "--age-from-config", "-f"]).arg(&policy).args(["--url", &reg.url()]).output().unwrap();
+    let api_plan = json(&out);
+    assert_eq!(api_plan["summary"]["tagsKept"].as_u64().unwrap() + api_plan["summary"]["tagsDeleted"].as_u64().unwrap(), 27);
+    assert!(api_plan["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("untagged")));
+
+    // Maintenance writes its report and a compact summary for a termination message.
+    reg.restart(true).await.unwrap();
+    let (report, summary) = (dir.path().join("report.json"), dir.path().join("summary.json"));
+    let out = Command::new(BIN)
+        .args(["maintenance", "-f"])
+        .arg(&policy)
+        .arg("--config")
+        .arg(reg.config_path())
+        .args(["--url", &reg.url(), "--report"])
+        .arg(&report)
+        .arg("--summary-file")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(report["plan"]["tagsDeleted"].as_u64().unwrap(), deleted);
+    assert_eq!(summary["tagsDeleted"].as_u64().unwrap(), deleted);
+    assert!(summary["bytesReclaimed"].as_u64().unwrap() > 0);
+    assert!(std::fs::read(dir.path().join("summary.json")).unwrap().len() < 4096, "fits a termination message");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("policy") && logs.contains("run"), "logs carry the policy and run: {logs}");
+
+    reg.restart(false).await.unwrap();
+    let out = Command::new(BIN).args(["verify", "--url", &reg.url()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    // Damage one kept layer: verify exits 4 and names the tag.
+    let stored = regsweep::storage::read_storage(&reg.layout()).unwrap();
+    let tag = &stored.repositories["team-b/worker"].tags["pr-9"];
+    let layer = match &stored.repositories["team-b/worker"].manifests[&tag.digest].content {
+        regsweep::storage::Content::Image { layers, .. } => layers[0].clone(),
+        other => panic!("{other:?}"),
+    };
+    std::fs::remove_file(reg.layout().blob_data(&layer)).unwrap();
+    reg.restart(false).await.unwrap();
+    let out = Command::new(BIN).args(["verify", "--url", &reg.url()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("team-b/worker:pr-9"));
+}
+
+#[test]
+fn crd_command_prints_the_committed_crd() {
+    let out = Command::new(BIN).arg("crd").output().unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/registrycleanuppolicies.regsweep.dev.yaml")).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
+}
