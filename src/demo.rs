@@ -112,7 +112,7 @@ pub async fn fill(client: &RegistryClient, layout: &Layout) -> anyhow::Result<()
     set_tag_pushed(layout, "team-a/api", "build-100", days(80))?;
     push_signature(client, "team-a/api", &signed.digest).await?;
     // team-a/web: multi-arch OCI indexes whose platform images are untagged.
-    for (tag, age) in [("2024.1", 70), ("2024.2", 50), ("2025.1", 1)] {
+    for (tag, age) in [("2023.9", 120), ("2024.1", 70), ("2024.2", 50), ("2025.1", 1)] {
         let amd = push_image(client, "team-a/web", None, Format::Oci, &[128 * KIB], &[]).await?;
         let arm = push_image(client, "team-a/web", None, Format::Oci, &[128 * KIB], &[]).await?;
         let idx = push_index(client, "team-a/web", tag, Format::Oci, &[(&amd, "amd64"), (&arm, "arm64")]).await?;

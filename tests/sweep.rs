@@ -112,6 +112,11 @@ async fn demo_mix_is_swept_as_planned() {
     let web = plan.repository("team-a/web").unwrap();
     let kept_children = web.manifests.iter().filter(|m| m.reason.starts_with("child of kept index")).count();
     assert_eq!(kept_children, 6, "three indexes × two platforms");
+    // The oldest index goes, with its platform images and its signature.
+    assert_eq!(tag(&plan, "team-a/web", "2023.9").action, Action::Delete);
+    assert_eq!(web.manifests.iter().filter(|m| m.reason == "child of a deleted index" && m.action == Action::Delete).count(), 2);
+    let old_index = &tag(&plan, "team-a/web", "2023.9").digest;
+    assert_eq!(tag(&plan, "team-a/web", &format!("sha256-{}.sig", old_index.hex())).action, Action::Delete);
     // Tag history: the old digests of `latest` are deleted as untagged.
     let api = plan.repository("team-a/api").unwrap();
     assert_eq!(api.manifests.iter().filter(|m| m.reason.starts_with("untagged for more than")).count(), 2);

@@ -5,6 +5,14 @@ use std::fmt::Write;
 use super::{Action, Plan};
 use crate::units;
 
+/// Signature tags carry a whole digest; the table shows its first 12 characters.
+fn display_tag(tag: &str) -> String {
+    match tag.strip_prefix("sha256-").and_then(|rest| rest.split_once('.')) {
+        Some((hex, suffix)) if hex.len() == 64 => format!("sha256-{}….{suffix}", &hex[..12]),
+        _ => tag.to_string(),
+    }
+}
+
 fn action(a: Action) -> &'static str {
     match a {
         Action::Keep => "keep",
@@ -24,7 +32,7 @@ pub fn table(plan: &Plan, all: bool) -> String {
             continue;
         }
         for t in &repo.tags {
-            rows.push([repo.name.clone(), t.tag.clone(), t.digest.short().to_string(), units::age(t.pushed, now), action(t.action).into(), t.reason.clone()]);
+            rows.push([repo.name.clone(), display_tag(&t.tag), t.digest.short().to_string(), units::age(t.pushed, now), action(t.action).into(), t.reason.clone()]);
         }
         for m in repo.manifests.iter().filter(|m| m.tags.is_empty()) {
             rows.push([repo.name.clone(), "<untagged>".into(), m.digest.short().to_string(), units::age(m.pushed, now), action(m.action).into(), m.reason.clone()]);

@@ -16,7 +16,7 @@ use super::error::{RegistryError, from_status};
 use crate::digest::{Digest, Hasher};
 use crate::media::MANIFEST_ACCEPT;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientOptions {
     pub username: Option<String>,
     pub password: Option<String>,
@@ -26,6 +26,20 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Requests in flight at once for bulk work.
     pub concurrency: usize,
+}
+
+/// Debug output never shows the password.
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert", &self.ca_cert)
+            .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -408,6 +422,13 @@ mod tests {
         h.insert(LINK, r#"</v2/_catalog?last=b&n=2>; rel="next""#.parse().unwrap());
         assert_eq!(next_link(&h).as_deref(), Some("/v2/_catalog?last=b&n=2"));
         assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let o = ClientOptions { username: Some("ci".into()), password: Some("hunter2".into()), ..Default::default() };
+        let text = format!("{o:?}");
+        assert!(text.contains("ci") && text.contains("redacted") && !text.contains("hunter2"), "{text}");
     }
 
     #[test]
