@@ -8,6 +8,7 @@ pub mod digest;
 pub mod fixture;
 pub mod maintenance;
 pub mod media;
+pub mod operator;
 pub mod plan;
 pub mod policy;
 pub mod registry;

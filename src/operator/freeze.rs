@@ -1,0 +1,225 @@
+//! Freezing and thawing the registry Deployment: the smallest change that makes it refuse
+//! writes, remembered exactly so the thaw restores the Deployment as it was. Only what regsweep
+//! owns is touched: one env var of the registry container (ReadOnly), or `spec.replicas`
+//! (ScaleDown). Patches are JSON patches guarded by `test` operations, so a Deployment changed
+//! meanwhile by someone else makes the patch fail instead of clobbering their change.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::EnvVar;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::policy::MaintenanceMode;
+
+pub const READ_ONLY_ENV: &str = "REGISTRY_STORAGE_MAINTENANCE_READONLY";
+/// The JSON-map form: the registry ignores `REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED`.
+pub const READ_ONLY_VALUE: &str = r#"{"enabled":true}"#;
+
+/// How writes are stopped for one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum FreezeMethod {
+    /// Read-only mode; the sweep Job runs beside the registry, on `node` when the volume is
+    /// ReadWriteOnce.
+    ReadOnly { node_pinned: bool },
+    /// No registry pod at all (ReadWriteOncePod volumes can be mounted by one pod only).
+    ScaleDown,
+}
+
+/// Picks the method for `Auto` from the registry volume's access modes.
+pub fn choose_method(mode: MaintenanceMode, access_modes: &[String]) -> FreezeMethod {
+    let has = |m: &str| access_modes.iter().any(|a| a == m);
+    match mode {
+        MaintenanceMode::ScaleDown => FreezeMethod::ScaleDown,
+        _ if mode == MaintenanceMode::Auto && has("ReadWriteOncePod") => FreezeMethod::ScaleDown,
+        _ => FreezeMethod::ReadOnly { node_pinned: !has("ReadWriteMany") && !access_modes.is_empty() },
+    }
+}
+
+/// What the freeze changed, kept in the policy's status so any operator replica can thaw.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FrozenState {
+    pub deployment: String,
+    pub container: String,
+    pub method: FreezeMethod,
+    /// The env var of that name before the freeze, exactly (None: there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub previous_env: Option<EnvVar>,
+    /// `spec.replicas` before a ScaleDown (None: unset, which means 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_replicas: Option<i32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FreezeError {
+    #[error("Deployment {0} has no pod template containers")]
+    NoContainers(String),
+    #[error("Deployment {deployment} has several containers ({names}); set spec.registry.container to the registry's")]
+    Ambiguous { deployment: String, names: String },
+    #[error("Deployment {deployment} has no container named {container}")]
+    NoSuchContainer { deployment: String, container: String },
+}
+
+/// The registry container's index and name.
+pub fn registry_container(deploy: &Deployment, wanted: Option<&str>) -> Result<(usize, String), FreezeError> {
+    let name = deploy.metadata.name.clone().unwrap_or_default();
+    let containers = deploy.spec.template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[]);
+    match (wanted, containers) {
+        (_, []) => Err(FreezeError::NoContainers(name)),
+        (Some(w), list) => list
+            .iter()
+            .position(|c| c.name == w)
+            .map(|i| (i, w.to_string()))
+            .ok_or(FreezeError::NoSuchContainer { deployment: name, container: w.to_string() }),
+        (None, [only]) => Ok((0, only.name.clone())),
+        (None, list) => Err(FreezeError::Ambiguous { deployment: name, names: list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ") }),
+    }
+}
+
+fn env_of(deploy: &Deployment, index: usize) -> &[EnvVar] {
+    deploy.spec.template.spec.as_ref().and_then(|s| s.containers.get(index)).and_then(|c| c.env.as_deref()).unwrap_or(&[])
+}
+
+/// The freeze patch and what it replaced.
+pub fn freeze(deploy: &Deployment, container: Option<&str>, method: FreezeMethod) -> Result<(Value, FrozenState), FreezeError> {
+    let (index, name) = registry_container(deploy, container)?;
+    let deployment = deploy.metadata.name.clone().unwrap_or_default();
+    let base = format!("/spec/template/spec/containers/{index}");
+    let mut ops = vec![json!({"op": "test", "path": format!("{base}/name"), "value": name})];
+    let mut state = FrozenState { deployment, container: name, method: method.clone(), previous_env: None, previous_replicas: None };
+    match method {
+        FreezeMethod::ScaleDown => {
+            let replicas = deploy.spec.replicas;
+            state.previous_replicas = replicas;
+            ops.push(json!({"op": "add", "path": "/spec/replicas", "value": 0}));
+        }
+        FreezeMethod::ReadOnly { .. } => {
+            let env = env_of(deploy, index);
+            let frozen = json!({"name": READ_ONLY_ENV, "value": READ_ONLY_VALUE});
+            match env.iter().position(|e| e.name == READ_ONLY_ENV) {
+                Some(i) => {
+                    state.previous_env = Some(env[i].clone());
+                    ops.push(json!({"op": "test", "path": format!("{base}/env/{i}/name"), "value": READ_ONLY_ENV}));
+                    ops.push(json!({"op": "replace", "path": format!("{base}/env/{i}"), "value": frozen}));
+                }
+                None if env.is_empty() => ops.push(json!({"op": "add", "path": format!("{base}/env"), "value": [frozen]})),
+                None => ops.push(json!({"op": "add", "path": format!("{base}/env/-"), "value": frozen})),
+            }
+        }
+    }
+    Ok((Value::Array(ops), state))
+}
+
+/// The thaw patch: puts back exactly what the freeze replaced. Restoring the pod template
+/// rolls out fresh registry pods, which also drops the blob cache that lies after GC.
+pub fn thaw(deploy: &Deployment, state: &FrozenState) -> Result<Value, FreezeError> {
+    let (index, name) = registry_container(deploy, Some(&state.container))?;
+    let base = format!("/spec/template/spec/containers/{index}");
+    let mut ops = vec![json!({"op": "test", "path": format!("{base}/name"), "value": name})];
+    match state.method {
+        FreezeMethod::ScaleDown => match state.previous_replicas {
+            Some(n) => ops.push(json!({"op": "replace", "path": "/spec/replicas", "value": n})),
+            None => ops.push(json!({"op": "remove", "path": "/spec/replicas"})),
+        },
+        FreezeMethod::ReadOnly { .. } => {
+            let env = env_of(deploy, index);
+            if let Some(i) = env.iter().position(|e| e.name == READ_ONLY_ENV) {
+                ops.push(json!({"op": "test", "path": format!("{base}/env/{i}/name"), "value": READ_ONLY_ENV}));
+                match &state.previous_env {
+                    Some(prev) => ops.push(json!({"op": "replace", "path": format!("{base}/env/{i}"), "value": prev})),
+                    None if env.len() == 1 => ops.push(json!({"op": "remove", "path": format!("{base}/env")})),
+                    None => ops.push(json!({"op": "remove", "path": format!("{base}/env/{i}")})),
+                }
+            }
+        }
+    }
+    Ok(Value::Array(ops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(containers: Value, replicas: Option<i32>) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "docker-registry", "namespace": "registry"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "registry"}},
+                "template": {"metadata": {"labels": {"app": "registry"}}, "spec": {"containers": containers}}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn apply(deploy: &Deployment, patch: &Value) -> Deployment {
+        let mut v = serde_json::to_value(deploy).unwrap();
+        json_patch::patch(&mut v, &serde_json::from_value::<json_patch::Patch>(patch.clone()).unwrap()).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn env_value(d: &Deployment, name: &str) -> Option<String> {
+        env_of(d, 0).iter().find(|e| e.name == name).and_then(|e| e.value.clone())
+    }
+
+    #[test]
+    fn freeze_then_thaw_restores_exactly() {
+        let cases = [
+            json!([{"name": "registry", "image": "registry:2"}]),
+            json!([{"name": "registry", "image": "registry:2", "env": [{"name": "A", "value": "1"}]}]),
+            json!([{"name": "registry", "image": "registry:2", "env": [{"name": READ_ONLY_ENV, "value": "{\"enabled\":false}"}, {"name": "B", "value": "2"}]}]),
+            json!([{"name": "registry", "image": "registry:2", "env": [{"name": READ_ONLY_ENV, "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "ro"}}}]}]),
+        ];
+        for containers in cases {
+            let original = deployment(containers, Some(2));
+            let (patch, state) = freeze(&original, None, FreezeMethod::ReadOnly { node_pinned: false }).unwrap();
+            let frozen = apply(&original, &patch);
+            assert_eq!(env_value(&frozen, READ_ONLY_ENV).as_deref(), Some(READ_ONLY_VALUE));
+            let thawed = apply(&frozen, &thaw(&frozen, &state).unwrap());
+            assert_eq!(thawed, original, "thaw restores the Deployment exactly");
+        }
+    }
+
+    #[test]
+    fn scale_down_remembers_replicas() {
+        for replicas in [Some(3), None] {
+            let original = deployment(json!([{"name": "registry", "image": "registry:2"}]), replicas);
+            let (patch, state) = freeze(&original, None, FreezeMethod::ScaleDown).unwrap();
+            let frozen = apply(&original, &patch);
+            assert_eq!(frozen.spec.replicas, Some(0));
+            assert_eq!(apply(&frozen, &thaw(&frozen, &state).unwrap()), original);
+        }
+    }
+
+    #[test]
+    fn picks_the_registry_container() {
+        let two = deployment(json!([{"name": "proxy", "image": "nginx"}, {"name": "registry", "image": "registry:2"}]), None);
+        assert!(matches!(registry_container(&two, None), Err(FreezeError::Ambiguous { .. })));
+        assert_eq!(registry_container(&two, Some("registry")).unwrap(), (1, "registry".to_string()));
+        assert!(registry_container(&two, Some("nope")).unwrap_err().to_string().contains("no container named nope"));
+        let (patch, _) = freeze(&two, Some("registry"), FreezeMethod::ReadOnly { node_pinned: true }).unwrap();
+        let frozen = apply(&two, &patch);
+        assert!(env_of(&frozen, 0).is_empty(), "the sidecar is untouched");
+    }
+
+    #[test]
+    fn a_deployment_changed_meanwhile_fails_the_patch_instead_of_clobbering() {
+        let original = deployment(json!([{"name": "registry", "image": "registry:2"}]), None);
+        let (patch, _) = freeze(&original, None, FreezeMethod::ReadOnly { node_pinned: false }).unwrap();
+        let renamed = deployment(json!([{"name": "other", "image": "registry:2"}]), None);
+        let mut v = serde_json::to_value(&renamed).unwrap();
+        assert!(json_patch::patch(&mut v, &serde_json::from_value::<json_patch::Patch>(patch).unwrap()).is_err());
+    }
+
+    #[test]
+    fn auto_mode_follows_the_volume() {
+        let modes = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteMany"])), FreezeMethod::ReadOnly { node_pinned: false });
+        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteOnce"])), FreezeMethod::ReadOnly { node_pinned: true });
+        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteOncePod"])), FreezeMethod::ScaleDown);
+        assert_eq!(choose_method(MaintenanceMode::ReadOnly, &modes(&["ReadWriteOncePod"])), FreezeMethod::ReadOnly { node_pinned: true });
+        assert_eq!(choose_method(MaintenanceMode::ScaleDown, &modes(&["ReadWriteMany"])), FreezeMethod::ScaleDown);
+    }
+}

@@ -1,0 +1,6 @@
+//! The Kubernetes operator: the pure decisions first (what to run when, how to freeze and
+//! thaw a Deployment, the sweep Job, in-use images), the controller around them.
+
+pub mod freeze;
+pub mod inuse;
+pub mod schedule;
