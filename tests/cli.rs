@@ -91,3 +91,13 @@ fn crd_command_prints_the_committed_crd() {
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/registrycleanuppolicies.regsweep.dev.yaml")).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
 }
+
+#[test]
+fn copy_self_installs_a_working_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("regsweep");
+    let out = Command::new(BIN).arg("copy-self").arg(&dest).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&dest).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("regsweep "));
+}

@@ -113,6 +113,13 @@ pub async fn run(command: Command) -> CliResult {
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(exit::VERIFY_FAILED) })
         }
         Command::Demo { registry_bin } => regsweep::demo::run(registry_bin.as_deref()).await.map(|_| ExitCode::SUCCESS).map_err(Failure::other),
+        Command::CopySelf { dest } => {
+            use std::os::unix::fs::PermissionsExt;
+            let me = std::env::current_exe().map_err(Failure::other)?;
+            std::fs::copy(&me, &dest).map_err(|e| Failure::other(format!("cannot copy {} to {}: {e}", me.display(), dest.display())))?;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).map_err(Failure::other)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crd => {
             print!("{}", regsweep::policy::crd_yaml());
             Ok(ExitCode::SUCCESS)

@@ -168,6 +168,11 @@ pub enum Command {
     },
     /// Print the RegistryCleanupPolicy CustomResourceDefinition.
     Crd,
+    /// Copy this binary to DEST (the sweep Job's init container uses it to bring regsweep
+    /// into the registry's image).
+    CopySelf {
+        dest: PathBuf,
+    },
 }
 
 impl Command {

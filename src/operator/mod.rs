@@ -2,5 +2,6 @@
 //! thaw a Deployment, the sweep Job, in-use images), the controller around them.
 
 pub mod freeze;
+pub mod job;
 pub mod inuse;
 pub mod schedule;
