@@ -3,5 +3,6 @@
 
 pub mod freeze;
 pub mod job;
+pub mod phase;
 pub mod inuse;
 pub mod schedule;

@@ -1,0 +1,183 @@
+//! A run as a state machine: Freezing → Sweeping → Thawing → done. The state lives in the
+//! policy's status, so a restarted operator picks the run up where it was; each reconcile
+//! observes the world and this pure function says the one next step. Every path out of a
+//! freeze goes through Thawing: success, Job failure, overrunning `maxReadOnlyDuration`,
+//! policy deletion.
+
+use chrono::{DateTime, Duration, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RunPhase {
+    Freezing,
+    Sweeping,
+    Thawing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RunResult {
+    Succeeded,
+    Failed,
+}
+
+/// What the run knows about itself (a part of the status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunView {
+    pub phase: RunPhase,
+    pub dry_run: bool,
+    /// When the registry was first asked to freeze (None for a dry run).
+    pub frozen_at: Option<DateTime<Utc>>,
+    /// Set when the run must end in failure (kept through Thawing).
+    pub failure: Option<String>,
+}
+
+/// The sweep Job as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobView {
+    Missing,
+    Running,
+    Succeeded,
+    Failed(String),
+}
+
+/// What the controller observed this time.
+#[derive(Clone, Debug)]
+pub struct World {
+    pub now: DateTime<Utc>,
+    /// The policy is being deleted.
+    pub deleting: bool,
+    /// Every replica runs the frozen template (or none runs, for ScaleDown).
+    pub frozen_rolled_out: bool,
+    /// Every replica runs the restored template.
+    pub thawed_rolled_out: bool,
+    /// A write probe against the public URL: Some(true) refused, Some(false) accepted,
+    /// None when there is no URL to probe.
+    pub write_refused: Option<bool>,
+    pub job: JobView,
+    pub max_read_only: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Patch the Deployment to refuse writes (first time in Freezing).
+    Freeze,
+    /// Nothing to do until the next observation.
+    Wait { why: String },
+    /// Create the run's ConfigMap and Job.
+    StartJob,
+    /// Stop the Job (it is still running) and move to Thawing with this failure.
+    Abort { failure: String },
+    /// Record the outcome (None: success) and restore the Deployment.
+    Thaw { failure: Option<String> },
+    /// The run is over.
+    Finish { result: RunResult, message: String },
+}
+
+pub fn next_step(run: &RunView, world: &World) -> Step {
+    let overdue = run.frozen_at.is_some_and(|t| world.now - t > world.max_read_only);
+    let overdue_failure = || format!("the registry was read-only for longer than maxReadOnlyDuration ({}m)", world.max_read_only.num_minutes());
+    match run.phase {
+        RunPhase::Freezing if run.frozen_at.is_none() => Step::Freeze,
+        RunPhase::Freezing if world.deleting => Step::Thaw { failure: Some("the policy was deleted during the run".into()) },
+        RunPhase::Freezing if overdue => Step::Thaw { failure: Some(overdue_failure()) },
+        RunPhase::Freezing if !world.frozen_rolled_out => Step::Wait { why: "waiting for every registry replica to run read-only".into() },
+        RunPhase::Freezing if world.write_refused == Some(false) => Step::Wait { why: "the registry still accepts writes".into() },
+        RunPhase::Freezing => Step::StartJob,
+        RunPhase::Sweeping => match &world.job {
+            JobView::Running if world.deleting => Step::Abort { failure: "the policy was deleted during the run".into() },
+            JobView::Running if overdue => Step::Abort { failure: overdue_failure() },
+            JobView::Running => Step::Wait { why: "the sweep Job is running".into() },
+            JobView::Missing if world.deleting || overdue => Step::Thaw { failure: Some(if world.deleting { "the policy was deleted during the run".into() } else { overdue_failure() }) },
+            JobView::Missing => Step::StartJob,
+            JobView::Succeeded if run.dry_run => Step::Finish { result: RunResult::Succeeded, message: "dry run finished".into() },
+            JobView::Succeeded => Step::Thaw { failure: None },
+            JobView::Failed(why) if run.dry_run => Step::Finish { result: RunResult::Failed, message: why.clone() },
+            JobView::Failed(why) => Step::Thaw { failure: Some(format!("the sweep Job failed: {why}")) },
+        },
+        RunPhase::Thawing if !world.thawed_rolled_out => Step::Wait { why: "waiting for the registry to roll out read-write".into() },
+        RunPhase::Thawing if world.write_refused == Some(true) => Step::Wait { why: "the registry still refuses writes".into() },
+        RunPhase::Thawing => match &run.failure {
+            Some(f) => Step::Finish { result: RunResult::Failed, message: f.clone() },
+            None => Step::Finish { result: RunResult::Succeeded, message: "swept".into() },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).unwrap() + Duration::minutes(min)
+    }
+
+    fn world(now: i64) -> World {
+        World { now: t(now), deleting: false, frozen_rolled_out: false, thawed_rolled_out: false, write_refused: None, job: JobView::Missing, max_read_only: Duration::minutes(60) }
+    }
+
+    fn run(phase: RunPhase, frozen_at: Option<i64>) -> RunView {
+        RunView { phase, dry_run: false, frozen_at: frozen_at.map(t), failure: None }
+    }
+
+    #[test]
+    fn the_happy_path() {
+        let mut w = world(0);
+        assert_eq!(next_step(&run(RunPhase::Freezing, None), &w), Step::Freeze);
+        assert!(matches!(next_step(&run(RunPhase::Freezing, Some(0)), &w), Step::Wait { .. }));
+        w.frozen_rolled_out = true;
+        w.write_refused = Some(false);
+        assert!(matches!(next_step(&run(RunPhase::Freezing, Some(0)), &w), Step::Wait { why } if why.contains("accepts writes")));
+        w.write_refused = Some(true);
+        assert_eq!(next_step(&run(RunPhase::Freezing, Some(0)), &w), Step::StartJob);
+        w.job = JobView::Running;
+        assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &w), Step::Wait { .. }));
+        w.job = JobView::Succeeded;
+        assert_eq!(next_step(&run(RunPhase::Sweeping, Some(0)), &w), Step::Thaw { failure: None });
+        assert!(matches!(next_step(&run(RunPhase::Thawing, Some(0)), &w), Step::Wait { .. }));
+        w.thawed_rolled_out = true;
+        assert!(matches!(next_step(&run(RunPhase::Thawing, Some(0)), &w), Step::Wait { why } if why.contains("refuses")));
+        w.write_refused = Some(false);
+        assert_eq!(next_step(&run(RunPhase::Thawing, Some(0)), &w), Step::Finish { result: RunResult::Succeeded, message: "swept".into() });
+    }
+
+    #[test]
+    fn every_failure_path_thaws() {
+        let mut w = world(10);
+        w.frozen_rolled_out = true;
+        w.job = JobView::Failed("exit 3".into());
+        assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &w), Step::Thaw { failure: Some(f) } if f.contains("exit 3")));
+        // Overrunning the read-only budget, while freezing, while sweeping, and with the Job gone.
+        let late = world(61);
+        assert!(matches!(next_step(&run(RunPhase::Freezing, Some(0)), &late), Step::Thaw { failure: Some(f) } if f.contains("maxReadOnlyDuration")));
+        let mut running = world(61);
+        running.job = JobView::Running;
+        assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &running), Step::Abort { .. }));
+        assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &world(61)), Step::Thaw { failure: Some(_) }));
+        // Deleting the policy.
+        let mut deleting = world(5);
+        deleting.deleting = true;
+        assert!(matches!(next_step(&run(RunPhase::Freezing, Some(0)), &deleting), Step::Thaw { failure: Some(_) }));
+        deleting.job = JobView::Running;
+        assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &deleting), Step::Abort { .. }));
+        // A failure recorded before Thawing ends the run as Failed once thawed.
+        let mut thawing = run(RunPhase::Thawing, Some(0));
+        thawing.failure = Some("the sweep Job failed: exit 3".into());
+        let mut done = world(70);
+        done.thawed_rolled_out = true;
+        assert_eq!(next_step(&thawing, &done), Step::Finish { result: RunResult::Failed, message: "the sweep Job failed: exit 3".into() });
+    }
+
+    #[test]
+    fn a_lost_job_is_recreated_and_a_dry_run_never_thaws() {
+        let mut w = world(5);
+        assert_eq!(next_step(&run(RunPhase::Sweeping, Some(0)), &w), Step::StartJob);
+        let mut dry = run(RunPhase::Sweeping, None);
+        dry.dry_run = true;
+        w.job = JobView::Succeeded;
+        assert!(matches!(next_step(&dry, &w), Step::Finish { result: RunResult::Succeeded, .. }));
+        w.job = JobView::Failed("oops".into());
+        assert!(matches!(next_step(&dry, &w), Step::Finish { result: RunResult::Failed, .. }));
+    }
+}
