@@ -3,6 +3,7 @@
 //! - snapshot + plan from storage in at most half the time of `garbage-collect --dry-run`;
 //! - deletion through the private instance at 400 manifests/s or more;
 //! - peak memory of `regsweep maintenance` under 100 MiB.
+//!
 //! Results are appended to `bench/RESULTS.md` with the machine and the command.
 
 use std::io::Write;

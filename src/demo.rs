@@ -57,6 +57,15 @@ impl DemoRegistry {
         format!("http://{}", self.addr)
     }
 
+    /// Maintenance of this registry's storage, proving first that it refuses writes.
+    pub fn maintenance_options(&self, policy: crate::policy::RegistryCleanupPolicy) -> crate::maintenance::run::MaintenanceOptions {
+        crate::maintenance::run::MaintenanceOptions {
+            registry_bin: Some(self.bin.clone()),
+            public_url: Some(self.url()),
+            ..crate::maintenance::run::MaintenanceOptions::new(policy, self.config_path())
+        }
+    }
+
     pub fn client(&self) -> Result<RegistryClient, RegistryError> {
         RegistryClient::new(&self.url(), ClientOptions::default())
     }
@@ -170,20 +179,7 @@ pub async fn run(bin: Option<&Path>) -> anyhow::Result<()> {
     println!("\n3. Freezing: restarting the registry with REGISTRY_STORAGE_MAINTENANCE_READONLY={}", READ_ONLY_ENV.1);
     registry.restart(true).await?;
     println!("4. Maintenance: delete through a private instance, garbage-collect, prune");
-    let outcome = crate::maintenance::run::run_maintenance(crate::maintenance::run::MaintenanceOptions {
-        policy,
-        config: registry.config_path(),
-        registry_bin: Some(registry.bin.clone()),
-        env: Vec::new(),
-        protections: Vec::new(),
-        public_url: Some(registry.url()),
-        public_client: ClientOptions::default(),
-        dry_run: false,
-        upload_max_age: Duration::hours(24),
-        concurrency: 16,
-        run_id: "demo".into(),
-    })
-    .await?;
+    let outcome = crate::maintenance::run::run_maintenance(registry.maintenance_options(policy)).await?;
     print!("{}", outcome.report.human());
 
     println!("5. Thawing: restarting read-write (which also drops the stale blob cache)");

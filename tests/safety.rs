@@ -52,19 +52,7 @@ async fn filled() -> DemoRegistry {
 }
 
 fn options(reg: &DemoRegistry, policy_yaml: &str) -> MaintenanceOptions {
-    MaintenanceOptions {
-        policy: regsweep::policy::load::from_yaml(policy_yaml, "t").unwrap(),
-        config: reg.config_path(),
-        registry_bin: Some(reg.bin.clone()),
-        env: Vec::new(),
-        protections: Vec::new(),
-        public_url: Some(reg.url()),
-        public_client: Default::default(),
-        dry_run: false,
-        upload_max_age: Duration::hours(24),
-        concurrency: 8,
-        run_id: "t".into(),
-    }
+    MaintenanceOptions { concurrency: 8, ..reg.maintenance_options(regsweep::policy::load::from_yaml(policy_yaml, "t").unwrap()) }
 }
 
 #[tokio::test]

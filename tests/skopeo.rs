@@ -75,19 +75,7 @@ async fn images_pushed_by_skopeo_are_swept_and_verified() {
     )
     .unwrap();
     reg.restart(true).await.unwrap();
-    let outcome = regsweep::maintenance::run::run_maintenance(regsweep::maintenance::run::MaintenanceOptions {
-        policy,
-        config: reg.config_path(),
-        registry_bin: Some(reg.bin.clone()),
-        env: Vec::new(),
-        protections: Vec::new(),
-        public_url: Some(reg.url()),
-        public_client: Default::default(),
-        dry_run: false,
-        upload_max_age: Duration::hours(24),
-        concurrency: 4,
-        run_id: "skopeo".into(),
-    })
+    let outcome = regsweep::maintenance::run::run_maintenance(regsweep::maintenance::run::MaintenanceOptions { concurrency: 4, ..reg.maintenance_options(policy) })
     .await
     .unwrap();
     reg.restart(false).await.unwrap();

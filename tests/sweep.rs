@@ -12,7 +12,7 @@ use regsweep::maintenance::run::{MaintenanceOptions, run_maintenance};
 use regsweep::plan::{Action, Plan, Protection};
 use regsweep::policy::RegistryCleanupPolicy;
 use regsweep::policy::reference::ProtectedRef;
-use regsweep::registry::{ClientOptions, RegistryClient};
+use regsweep::registry::RegistryClient;
 use regsweep::storage::read_storage;
 
 fn policy(yaml_rules: &str) -> RegistryCleanupPolicy {
@@ -24,17 +24,9 @@ fn policy(yaml_rules: &str) -> RegistryCleanupPolicy {
 
 fn options(reg: &DemoRegistry, policy: RegistryCleanupPolicy, protect: &[&str]) -> MaintenanceOptions {
     MaintenanceOptions {
-        policy,
-        config: reg.config_path(),
-        registry_bin: Some(reg.bin.clone()),
-        env: Vec::new(),
         protections: protect.iter().map(|r| Protection::in_use(ProtectedRef::parse(r).unwrap())).collect(),
-        public_url: Some(reg.url()),
-        public_client: ClientOptions::default(),
-        dry_run: false,
-        upload_max_age: Duration::hours(24),
         concurrency: 8,
-        run_id: "test".into(),
+        ..reg.maintenance_options(policy)
     }
 }
 

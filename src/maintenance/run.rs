@@ -40,6 +40,26 @@ pub struct MaintenanceOptions {
     pub run_id: String,
 }
 
+impl MaintenanceOptions {
+    /// The defaults: no public URL to probe, nothing extra protected, 16 concurrent deletes,
+    /// uploads abandoned after 24h, a generated run id.
+    pub fn new(policy: RegistryCleanupPolicy, config: PathBuf) -> Self {
+        MaintenanceOptions {
+            policy,
+            config,
+            registry_bin: None,
+            env: Vec::new(),
+            protections: Vec::new(),
+            public_url: None,
+            public_client: ClientOptions::default(),
+            dry_run: false,
+            upload_max_age: Duration::hours(24),
+            concurrency: 16,
+            run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        }
+    }
+}
+
 pub struct MaintenanceOutcome {
     pub plan: Plan,
     pub report: MaintenanceReport,

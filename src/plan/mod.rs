@@ -121,7 +121,7 @@ impl Plan {
                 })
             })
             .collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list.sort_by_key(|(rank, _)| *rank);
         list.into_iter().map(|(_, d)| d).collect()
     }
 

@@ -1,8 +1,21 @@
-//! The registry's HTTP API v2: a client with auth, media types and error mapping.
+//! The registry's HTTP API v2: a client with basic and bearer auth, custom CA trust,
+//! pagination, digest checking on every read, and errors a person can act on.
 
 pub mod auth;
+pub mod blobs;
+pub mod bounded;
 pub mod client;
 pub mod error;
+pub mod link;
+pub mod listing;
+pub mod manifests;
+pub mod options;
+pub mod probe;
 
-pub use client::{ClientOptions, DeleteOutcome, FetchedManifest, ManifestHead, RegistryClient, WriteProbe, next_link};
+pub use bounded::try_map_bounded;
+pub use client::RegistryClient;
 pub use error::RegistryError;
+pub use link::next_link;
+pub use manifests::{DeleteOutcome, FetchedManifest, ManifestHead};
+pub use options::ClientOptions;
+pub use probe::WriteProbe;

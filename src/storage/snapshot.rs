@@ -121,7 +121,7 @@ pub fn parse_manifest(body: &[u8]) -> (String, Content, Option<Digest>) {
     if probe.schema_version != Some(2) {
         return unknown(format!("schemaVersion {:?} is not supported (only 2)", probe.schema_version));
     }
-    let digest = |d: &oci_spec::image::Digest| Digest::parse(&d.to_string());
+    let digest = |d: &oci_spec::image::Digest| Digest::parse(d.as_ref());
     if probe.manifests.is_some() {
         match serde_json::from_slice::<oci_spec::image::ImageIndex>(body) {
             Ok(index) => {
@@ -168,7 +168,7 @@ mod tests {
         );
         let (mt, content, subject) = parse_manifest(body.as_bytes());
         assert_eq!(mt, crate::media::DOCKER_MANIFEST);
-        assert!(matches!(content, Content::Image { ref config, ref layers } if *config == c && layers == &[l.clone()]));
+        assert!(matches!(content, Content::Image { ref config, ref layers } if *config == c && layers == std::slice::from_ref(&l)));
         assert!(subject.is_none());
 
         let body = format!(
@@ -178,7 +178,7 @@ mod tests {
             crate::media::OCI_MANIFEST
         );
         let (_, content, subject) = parse_manifest(body.as_bytes());
-        assert!(matches!(content, Content::Index { ref children } if children == &[c.clone()]));
+        assert!(matches!(content, Content::Index { ref children } if children == std::slice::from_ref(&c)));
         assert_eq!(subject, Some(l));
 
         assert!(matches!(parse_manifest(b"{").1, Content::Unknown { .. }));
