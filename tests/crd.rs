@@ -17,3 +17,31 @@ fn committed_crd_matches_the_types() {
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     assert_eq!(crd["spec"]["versions"][0]["name"], "v1alpha1");
 }
+
+/// The API server rejects a CRD whose schema is not structural: every node needs a type
+/// (or `x-kubernetes-preserve-unknown-fields` / `x-kubernetes-int-or-string`).
+#[test]
+fn the_crd_schema_is_structural() {
+    fn walk(node: &serde_yaml::Value, path: &str, bad: &mut Vec<String>) {
+        let get = |k: &str| node.get(k);
+        let flag = |k: &str| get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+        if get("type").is_none() && !flag("x-kubernetes-preserve-unknown-fields") && !flag("x-kubernetes-int-or-string") {
+            bad.push(path.to_string());
+        }
+        if let Some(props) = get("properties").and_then(|p| p.as_mapping()) {
+            for (k, v) in props {
+                walk(v, &format!("{path}.{}", k.as_str().unwrap_or("?")), bad);
+            }
+        }
+        if let Some(items) = get("items") {
+            walk(items, &format!("{path}[]"), bad);
+        }
+        if let Some(extra) = get("additionalProperties").filter(|v| v.is_mapping()) {
+            walk(extra, &format!("{path}{{}}"), bad);
+        }
+    }
+    let crd: serde_yaml::Value = serde_yaml::from_str(&regsweep::policy::crd_yaml()).unwrap();
+    let mut bad = Vec::new();
+    walk(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "", &mut bad);
+    assert!(bad.is_empty(), "schema nodes without a type: {bad:?}");
+}

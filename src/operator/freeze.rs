@@ -17,22 +17,30 @@ pub const READ_ONLY_ENV: &str = "REGISTRY_STORAGE_MAINTENANCE_READONLY";
 pub const READ_ONLY_VALUE: &str = r#"{"enabled":true}"#;
 
 /// How writes are stopped for one run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum FreezeMethod {
-    /// Read-only mode; the sweep Job runs beside the registry, on `node` when the volume is
-    /// ReadWriteOnce.
-    ReadOnly { node_pinned: bool },
+    /// Read-only mode; the sweep Job runs beside the registry.
+    ReadOnly,
     /// No registry pod at all (ReadWriteOncePod volumes can be mounted by one pod only).
     ScaleDown,
 }
 
+/// The method, and whether the sweep Job must run on the registry pod's node (a
+/// ReadWriteOnce volume can be mounted by several pods, but only on one node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreezeChoice {
+    pub method: FreezeMethod,
+    pub pin_to_node: bool,
+}
+
 /// Picks the method for `Auto` from the registry volume's access modes.
-pub fn choose_method(mode: MaintenanceMode, access_modes: &[String]) -> FreezeMethod {
+pub fn choose_method(mode: MaintenanceMode, access_modes: &[String]) -> FreezeChoice {
     let has = |m: &str| access_modes.iter().any(|a| a == m);
+    let pin_to_node = !access_modes.is_empty() && !has("ReadWriteMany");
     match mode {
-        MaintenanceMode::ScaleDown => FreezeMethod::ScaleDown,
-        _ if mode == MaintenanceMode::Auto && has("ReadWriteOncePod") => FreezeMethod::ScaleDown,
-        _ => FreezeMethod::ReadOnly { node_pinned: !has("ReadWriteMany") && !access_modes.is_empty() },
+        MaintenanceMode::ScaleDown => FreezeChoice { method: FreezeMethod::ScaleDown, pin_to_node: false },
+        MaintenanceMode::Auto if has("ReadWriteOncePod") => FreezeChoice { method: FreezeMethod::ScaleDown, pin_to_node: false },
+        _ => FreezeChoice { method: FreezeMethod::ReadOnly, pin_to_node },
     }
 }
 
@@ -45,7 +53,6 @@ pub struct FrozenState {
     pub method: FreezeMethod,
     /// The env var of that name before the freeze, exactly (None: there was none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<serde_json::Value>")]
     pub previous_env: Option<EnvVar>,
     /// `spec.replicas` before a ScaleDown (None: unset, which means 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,14 +95,14 @@ pub fn freeze(deploy: &Deployment, container: Option<&str>, method: FreezeMethod
     let deployment = deploy.metadata.name.clone().unwrap_or_default();
     let base = format!("/spec/template/spec/containers/{index}");
     let mut ops = vec![json!({"op": "test", "path": format!("{base}/name"), "value": name})];
-    let mut state = FrozenState { deployment, container: name, method: method.clone(), previous_env: None, previous_replicas: None };
+    let mut state = FrozenState { deployment, container: name, method, previous_env: None, previous_replicas: None };
     match method {
         FreezeMethod::ScaleDown => {
             let replicas = deploy.spec.replicas;
             state.previous_replicas = replicas;
             ops.push(json!({"op": "add", "path": "/spec/replicas", "value": 0}));
         }
-        FreezeMethod::ReadOnly { .. } => {
+        FreezeMethod::ReadOnly => {
             let env = env_of(deploy, index);
             let frozen = json!({"name": READ_ONLY_ENV, "value": READ_ONLY_VALUE});
             match env.iter().position(|e| e.name == READ_ONLY_ENV) {
@@ -123,7 +130,7 @@ pub fn thaw(deploy: &Deployment, state: &FrozenState) -> Result<Value, FreezeErr
             Some(n) => ops.push(json!({"op": "replace", "path": "/spec/replicas", "value": n})),
             None => ops.push(json!({"op": "remove", "path": "/spec/replicas"})),
         },
-        FreezeMethod::ReadOnly { .. } => {
+        FreezeMethod::ReadOnly => {
             let env = env_of(deploy, index);
             if let Some(i) = env.iter().position(|e| e.name == READ_ONLY_ENV) {
                 ops.push(json!({"op": "test", "path": format!("{base}/env/{i}/name"), "value": READ_ONLY_ENV}));
@@ -174,7 +181,7 @@ mod tests {
         ];
         for containers in cases {
             let original = deployment(containers, Some(2));
-            let (patch, state) = freeze(&original, None, FreezeMethod::ReadOnly { node_pinned: false }).unwrap();
+            let (patch, state) = freeze(&original, None, FreezeMethod::ReadOnly).unwrap();
             let frozen = apply(&original, &patch);
             assert_eq!(env_value(&frozen, READ_ONLY_ENV).as_deref(), Some(READ_ONLY_VALUE));
             let thawed = apply(&frozen, &thaw(&frozen, &state).unwrap());
@@ -199,7 +206,7 @@ mod tests {
         assert!(matches!(registry_container(&two, None), Err(FreezeError::Ambiguous { .. })));
         assert_eq!(registry_container(&two, Some("registry")).unwrap(), (1, "registry".to_string()));
         assert!(registry_container(&two, Some("nope")).unwrap_err().to_string().contains("no container named nope"));
-        let (patch, _) = freeze(&two, Some("registry"), FreezeMethod::ReadOnly { node_pinned: true }).unwrap();
+        let (patch, _) = freeze(&two, Some("registry"), FreezeMethod::ReadOnly).unwrap();
         let frozen = apply(&two, &patch);
         assert!(env_of(&frozen, 0).is_empty(), "the sidecar is untouched");
     }
@@ -207,7 +214,7 @@ mod tests {
     #[test]
     fn a_deployment_changed_meanwhile_fails_the_patch_instead_of_clobbering() {
         let original = deployment(json!([{"name": "registry", "image": "registry:2"}]), None);
-        let (patch, _) = freeze(&original, None, FreezeMethod::ReadOnly { node_pinned: false }).unwrap();
+        let (patch, _) = freeze(&original, None, FreezeMethod::ReadOnly).unwrap();
         let renamed = deployment(json!([{"name": "other", "image": "registry:2"}]), None);
         let mut v = serde_json::to_value(&renamed).unwrap();
         assert!(json_patch::patch(&mut v, &serde_json::from_value::<json_patch::Patch>(patch).unwrap()).is_err());
@@ -216,10 +223,11 @@ mod tests {
     #[test]
     fn auto_mode_follows_the_volume() {
         let modes = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteMany"])), FreezeMethod::ReadOnly { node_pinned: false });
-        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteOnce"])), FreezeMethod::ReadOnly { node_pinned: true });
-        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteOncePod"])), FreezeMethod::ScaleDown);
-        assert_eq!(choose_method(MaintenanceMode::ReadOnly, &modes(&["ReadWriteOncePod"])), FreezeMethod::ReadOnly { node_pinned: true });
-        assert_eq!(choose_method(MaintenanceMode::ScaleDown, &modes(&["ReadWriteMany"])), FreezeMethod::ScaleDown);
+        let c = |method, pin_to_node| FreezeChoice { method, pin_to_node };
+        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteMany"])), c(FreezeMethod::ReadOnly, false));
+        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteOnce"])), c(FreezeMethod::ReadOnly, true));
+        assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteOncePod"])), c(FreezeMethod::ScaleDown, false));
+        assert_eq!(choose_method(MaintenanceMode::ReadOnly, &modes(&["ReadWriteOncePod"])), c(FreezeMethod::ReadOnly, true));
+        assert_eq!(choose_method(MaintenanceMode::ScaleDown, &modes(&["ReadWriteMany"])), c(FreezeMethod::ScaleDown, false));
     }
 }

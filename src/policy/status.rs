@@ -1,14 +1,97 @@
-//! What the operator reports on a policy. The engine fills `lastRun`-style summaries from its
-//! report; the operator owns the rest.
+//! What the operator reports on a policy: kstatus-style conditions, the phase, the run in
+//! flight (so a restarted operator resumes or thaws it), the last run and a short history.
 
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::operator::freeze::FrozenState;
+use crate::operator::phase::{RunPhase, RunResult};
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryCleanupPolicyStatus {
+    /// Idle, Freezing, Sweeping, Thawing, Suspended or Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded, with Kubernetes condition semantics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The run in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_time: Option<DateTime<Utc>>,
+    /// The schedule tick the last run covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<DateTime<Utc>>,
+    /// The spec generation the last run was started for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_generation: Option<i64>,
+    /// The most recent runs, newest first (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RunSummary>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunState {
+    pub id: String,
+    pub phase: RunPhase,
+    pub started: DateTime<Utc>,
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// What the freeze changed, to restore it exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<FrozenState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Why the run will end as Failed once the registry is thawed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    #[serde(default)]
+    pub in_use_protected: usize,
+    /// The sweep's compact summary, once the Job has reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<RunOutcome>,
+}
+
+/// What the sweep Job reported through its termination message.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOutcome {
+    #[serde(default)]
+    pub tags_deleted: u64,
+    #[serde(default)]
+    pub manifests_deleted: u64,
+    #[serde(default)]
+    pub bytes_reclaimed: u64,
+    #[serde(default)]
+    pub bytes_estimated: u64,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub id: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub result: RunResult,
+    pub dry_run: bool,
+    pub manifests_deleted: u64,
+    pub tags_deleted: u64,
+    pub bytes_reclaimed: u64,
+    /// `bytesReclaimed` for people (printer column).
+    pub reclaimed: String,
+    pub read_only_seconds: i64,
+    pub in_use_protected: usize,
+    pub message: String,
 }
