@@ -1,8 +1,10 @@
 //! The Kubernetes operator: the pure decisions first (what to run when, how to freeze and
 //! thaw a Deployment, the sweep Job, in-use images), the controller around them.
 
+pub mod conditions;
 pub mod freeze;
 pub mod job;
 pub mod phase;
+pub mod rollout;
 pub mod inuse;
 pub mod schedule;
