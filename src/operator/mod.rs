@@ -2,9 +2,15 @@
 //! thaw a Deployment, the sweep Job, in-use images), the controller around them.
 
 pub mod conditions;
+pub mod context;
+pub mod error;
 pub mod freeze;
 pub mod job;
+pub mod lock;
+pub mod metrics;
+pub mod observe;
 pub mod phase;
 pub mod rollout;
 pub mod inuse;
+pub mod scan;
 pub mod schedule;

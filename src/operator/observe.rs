@@ -1,0 +1,90 @@
+//! Fetching what a run needs to decide its next step: the registry Deployment and its pods,
+//! the sweep Job and its termination message, the registry volume's access modes, and a write
+//! probe against the public URL.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use super::error::Error;
+use super::phase::JobView;
+use crate::policy::{RegistryCleanupPolicy, RunOutcome};
+use crate::registry::{ClientOptions, RegistryClient, WriteProbe};
+
+pub async fn deployment(client: &Client, ns: &str, policy: &RegistryCleanupPolicy) -> Result<Deployment, Error> {
+    let name = policy.spec.registry.deployment.as_deref().ok_or(Error::NoDeployment)?;
+    Api::<Deployment>::namespaced(client.clone(), ns).get_opt(name).await?.ok_or_else(|| Error::DeploymentNotFound(name.to_string()))
+}
+
+/// Access modes of the PVCs the registry pod mounts, and whether it uses hostPath storage.
+pub async fn storage_access(client: &Client, ns: &str, deploy: &Deployment) -> Result<Vec<String>, Error> {
+    let volumes = deploy.spec.template.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let mut modes = Vec::new();
+    for v in volumes {
+        if let Some(claim) = v.persistent_volume_claim {
+            if let Some(pvc) = pvcs.get_opt(&claim.claim_name).await? {
+                modes.extend(pvc.spec.and_then(|s| s.access_modes).unwrap_or_default());
+            }
+        } else if v.host_path.is_some() {
+            // A node-local directory behaves like ReadWriteOnce.
+            modes.push("ReadWriteOnce".into());
+        }
+    }
+    Ok(modes)
+}
+
+/// The node a running registry pod is on (for pinning the Job next to a ReadWriteOnce volume).
+pub async fn registry_node(client: &Client, ns: &str, deploy: &Deployment) -> Result<Option<String>, Error> {
+    let labels = deploy.spec.selector.match_labels.clone().unwrap_or_default();
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(&selector.join(","))).await?;
+    Ok(pods.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).find_map(|p| p.spec.and_then(|s| s.node_name)))
+}
+
+/// The Job's state, and on success the compact summary it left as its termination message.
+pub async fn job(client: &Client, ns: &str, name: &str, run_id: &str) -> Result<(JobView, Option<RunOutcome>), Error> {
+    let Some(job) = Api::<Job>::namespaced(client.clone(), ns).get_opt(name).await? else { return Ok((JobView::Missing, None)) };
+    let status = job.status.unwrap_or_default();
+    let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(&format!("regsweep.dev/run={run_id}"))).await?;
+    let message = pods.items.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).filter(|c| c.name == "sweep").find_map(|c| {
+        c.state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.message.clone())
+    });
+    let outcome = message.as_deref().and_then(|m| serde_json::from_str::<RunOutcome>(m).ok());
+    let failed_condition = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
+    if status.succeeded.unwrap_or(0) > 0 {
+        Ok((JobView::Succeeded, outcome))
+    } else if status.failed.unwrap_or(0) > 0 || failed_condition.is_some() {
+        let why = failed_condition.and_then(|c| c.message.clone()).or(message).unwrap_or_else(|| "the sweep container failed".into());
+        let short: String = why.chars().take(500).collect();
+        Ok((JobView::Failed(short), None))
+    } else {
+        Ok((JobView::Running, None))
+    }
+}
+
+/// Client options for the public registry, with credentials from the policy's Secret (keys
+/// `username` and `password`). Never logged.
+pub async fn registry_access(client: &Client, ns: &str, policy: &RegistryCleanupPolicy) -> Result<ClientOptions, Error> {
+    let mut opts = ClientOptions::default();
+    if let Some(name) = &policy.spec.registry.credentials_secret {
+        let secret = Api::<Secret>::namespaced(client.clone(), ns).get_opt(name).await?.ok_or_else(|| Error::Secret(name.clone(), "not found in the policy's namespace".into()))?;
+        let field = |k: &str| secret.data.as_ref().and_then(|d| d.get(k)).map(|b| String::from_utf8_lossy(&b.0).to_string());
+        opts.username = field("username");
+        opts.password = field("password");
+        if opts.username.is_none() {
+            return Err(Error::Secret(name.clone(), "has no `username` key".into()));
+        }
+    }
+    Ok(opts)
+}
+
+/// Some(true) when the public registry refuses an upload, Some(false) when it accepts one,
+/// None without a URL.
+pub async fn write_refused(policy: &RegistryCleanupPolicy, access: ClientOptions) -> Result<Option<bool>, Error> {
+    let Some(url) = &policy.spec.registry.url else { return Ok(None) };
+    let client = RegistryClient::new(url, access)?;
+    Ok(Some(matches!(client.probe_write("regsweep-probe").await?, WriteProbe::Refused { .. })))
+}
