@@ -14,6 +14,18 @@ use super::{CliResult, Command, Failure, Output, Protect, RegistryAccess, exit};
 
 pub async fn run(command: Command) -> CliResult {
     match command {
+        Command::Operator { listen, image, in_use_namespaces, poll_seconds, leader_election, lease_namespace, identity } => {
+            let config = regsweep::operator::context::OperatorConfig {
+                image,
+                in_use_namespaces: (!in_use_namespaces.is_empty()).then_some(in_use_namespaces),
+                poll: std::time::Duration::from_secs(poll_seconds.max(1)),
+            };
+            let leader = leader_election.then(|| (lease_namespace, "regsweep-operator".to_string(), identity));
+            regsweep::operator::run::run(regsweep::operator::run::OperatorOptions { config, listen, leader_election: leader })
+                .await
+                .map_err(|e| Failure::other(format!("operator: {e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plan { policy, storage, url, age_from_config, access, protect, output, all } => {
             let policy = load::from_file(&policy).map_err(Failure::invalid)?;
             let compiled = compile(&policy.spec).map_err(Failure::invalid)?;

@@ -87,6 +87,30 @@ pub struct Protect {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Run the Kubernetes operator: reconcile every RegistryCleanupPolicy.
+    Operator {
+        /// Address of /metrics, /livez and /readyz.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// This operator's image, which the sweep Job's init container copies regsweep from.
+        #[arg(long, env = "REGSWEEP_IMAGE")]
+        image: String,
+        /// Namespaces scanned for images in use (default: all); repeatable.
+        #[arg(long = "in-use-namespace")]
+        in_use_namespaces: Vec<String>,
+        /// Seconds between looks at a run in flight.
+        #[arg(long, default_value_t = 2)]
+        poll_seconds: u64,
+        /// Elect a leader on a Lease, so several replicas never act at once.
+        #[arg(long)]
+        leader_election: bool,
+        /// Namespace of the Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "regsweep-system")]
+        lease_namespace: String,
+        /// This replica's identity in the Lease.
+        #[arg(long, env = "POD_NAME", default_value = "regsweep")]
+        identity: String,
+    },
     /// Dry run: what goes, what stays, why, and the bytes it would free.
     Plan {
         /// The RegistryCleanupPolicy YAML file.
@@ -178,7 +202,7 @@ pub enum Command {
 impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Maintenance { .. } => "info",
+            Command::Maintenance { .. } | Command::Operator { .. } => "info",
             _ => "warn",
         }
     }

@@ -78,6 +78,10 @@ pub fn next_step(run: &RunView, world: &World) -> Step {
     let overdue = run.frozen_at.is_some_and(|t| world.now - t > world.max_read_only);
     let overdue_failure = || format!("the registry was read-only for longer than maxReadOnlyDuration ({}m)", world.max_read_only.num_minutes());
     match run.phase {
+        // Nothing was changed yet: a deleted policy just ends its run.
+        RunPhase::Freezing if run.frozen_at.is_none() && world.deleting => {
+            Step::Finish { result: RunResult::Failed, message: "the policy was deleted before the registry was frozen".into() }
+        }
         RunPhase::Freezing if run.frozen_at.is_none() => Step::Freeze,
         RunPhase::Freezing if world.deleting => Step::Thaw { failure: Some("the policy was deleted during the run".into()) },
         RunPhase::Freezing if overdue => Step::Thaw { failure: Some(overdue_failure()) },
@@ -125,6 +129,9 @@ mod tests {
     fn the_happy_path() {
         let mut w = world(0);
         assert_eq!(next_step(&run(RunPhase::Freezing, None), &w), Step::Freeze);
+        let mut gone = world(0);
+        gone.deleting = true;
+        assert!(matches!(next_step(&run(RunPhase::Freezing, None), &gone), Step::Finish { result: RunResult::Failed, .. }), "nothing to thaw");
         assert!(matches!(next_step(&run(RunPhase::Freezing, Some(0)), &w), Step::Wait { .. }));
         w.frozen_rolled_out = true;
         w.write_refused = Some(false);

@@ -1,0 +1,428 @@
+//! The reconcile pipeline for one policy: fetch → decide (pure: schedule, phase machine) →
+//! apply (one step) → status. A run's state lives in `.status.run`, so any operator replica
+//! resumes it; the finalizer keeps a policy from disappearing while its registry is frozen.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::conditions::{self, DEGRADED, PROGRESSING, READY};
+use super::context::Context;
+use super::error::Error;
+use super::freeze::{FreezeMethod, choose_method, freeze, thaw};
+use super::phase::{JobView, RunPhase, RunResult, RunView, Step, World, next_step};
+use super::rollout::{Rollout, rollout};
+use super::schedule::{Due, ScheduleInput, due};
+use super::{job, lock, observe, scan};
+use crate::policy::{RegistryCleanupPolicy, RegistryCleanupPolicyStatus, RunState, RunSummary, compile};
+
+pub const FINALIZER: &str = "regsweep.dev/thaw";
+const HISTORY: usize = 5;
+
+pub async fn reconcile(policy: Arc<RegistryCleanupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.inc();
+    let ns = policy.namespace().unwrap_or_default();
+    let api: Api<RegistryCleanupPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            Finalizer::Apply(p) => apply(&p, &ctx).await,
+            Finalizer::Cleanup(p) => cleanup(&p, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+pub fn error_policy(policy: Arc<RegistryCleanupPolicy>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(err.category());
+    tracing::warn!(policy = %policy.name_any(), namespace = ?policy.namespace(), category = err.category(), error = %err, "reconcile failed");
+    Action::requeue(match err {
+        Error::StillThawing => StdDuration::from_secs(2),
+        Error::Locked { .. } => StdDuration::from_secs(10),
+        _ => StdDuration::from_secs(30),
+    })
+}
+
+/// Deleting a policy: a run in flight is driven to its end (which thaws) before the finalizer
+/// is removed.
+async fn cleanup(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error> {
+    if p.status.as_ref().and_then(|s| s.run.as_ref()).is_none() {
+        return Ok(Action::await_change());
+    }
+    match drive(p, ctx, true).await? {
+        None => Ok(Action::await_change()),
+        Some(_) => Err(Error::StillThawing),
+    }
+}
+
+async fn apply(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error> {
+    if p.status.as_ref().and_then(|s| s.run.as_ref()).is_some() {
+        return Ok(drive(p, ctx, false).await?.unwrap_or_else(|| Action::requeue(StdDuration::from_secs(1))));
+    }
+    let now = Utc::now();
+    let mut status = p.status.clone().unwrap_or_default();
+    let generation = p.metadata.generation;
+    let compiled = match compile(&p.spec) {
+        Ok(c) => c,
+        Err(invalid) => {
+            let message = invalid.to_string();
+            status.phase = Some("Invalid".into());
+            conditions::set(&mut status.conditions, READY, false, "InvalidPolicy", &message, generation, now);
+            conditions::set(&mut status.conditions, DEGRADED, true, "InvalidPolicy", &message, generation, now);
+            conditions::set(&mut status.conditions, PROGRESSING, false, "InvalidPolicy", "", generation, now);
+            status.next_run_time = None;
+            if write_status_if_changed(p, ctx, status).await? {
+                publish(ctx, p, EventType::Warning, "InvalidPolicy", "Validate", &message).await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+    let input = ScheduleInput {
+        schedule: compiled.schedule.as_ref(),
+        time_zone: compiled.time_zone,
+        suspend: p.spec.suspend,
+        generation: generation.unwrap_or(1),
+        last_run_generation: status.last_run_generation,
+        last_scheduled: status.last_schedule_time,
+        created: p.metadata.creation_timestamp.as_ref().map(|t| chrono::DateTime::<Utc>::from_timestamp(t.0.as_second(), 0).unwrap_or(now)).unwrap_or(now),
+        now,
+    };
+    match due(&input) {
+        Due::Now { scheduled_for, reason } => start_run(p, ctx, status, scheduled_for, &reason).await,
+        Due::At(t) => {
+            idle(&mut status, p, if p.spec.suspend { "Suspended" } else { "Idle" }, &format!("next run at {}", t.to_rfc3339()), now);
+            status.next_run_time = Some(t);
+            write_status_if_changed(p, ctx, status).await?;
+            Ok(Action::requeue((t - now).to_std().unwrap_or_default().min(StdDuration::from_secs(3600))))
+        }
+        Due::Never { reason } => {
+            idle(&mut status, p, if p.spec.suspend { "Suspended" } else { "Idle" }, &reason, now);
+            status.next_run_time = None;
+            write_status_if_changed(p, ctx, status).await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// Conditions of a policy with no run in flight: Ready unless the last run failed.
+fn idle(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, phase: &str, message: &str, now: chrono::DateTime<Utc>) {
+    let generation = p.metadata.generation;
+    status.phase = Some(phase.into());
+    status.observed_generation = generation;
+    let failed = status.last_run.as_ref().is_some_and(|r| r.result == RunResult::Failed);
+    let reason = if failed { "LastRunFailed" } else { phase };
+    let last = status.last_run.as_ref().map(|r| r.message.clone()).unwrap_or_default();
+    conditions::set(&mut status.conditions, READY, !failed, reason, message, generation, now);
+    conditions::set(&mut status.conditions, DEGRADED, failed, if failed { "LastRunFailed" } else { "AsExpected" }, if failed { &last } else { "" }, generation, now);
+    conditions::set(&mut status.conditions, PROGRESSING, false, phase, "", generation, now);
+}
+
+async fn start_run(p: &RegistryCleanupPolicy, ctx: &Context, mut status: RegistryCleanupPolicyStatus, scheduled_for: Option<chrono::DateTime<Utc>>, reason: &str) -> Result<Action, Error> {
+    let ns = p.namespace().unwrap_or_default();
+    let deploy = observe::deployment(&ctx.client, &ns, p).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let dry_run = p.spec.dry_run;
+    if !dry_run {
+        take_lock(ctx, &ns, &deploy, &lock::lock_value(&p.name_any(), &id)).await?;
+    }
+    let now = Utc::now();
+    status.run = Some(RunState {
+        id: id.clone(),
+        phase: if dry_run { RunPhase::Sweeping } else { RunPhase::Freezing },
+        started: now,
+        dry_run,
+        scheduled_for,
+        frozen: None,
+        frozen_at: None,
+        job: None,
+        failure: None,
+        in_use_protected: 0,
+        outcome: None,
+    });
+    status.last_schedule_time = scheduled_for.or(status.last_schedule_time);
+    status.last_run_generation = p.metadata.generation;
+    status.next_run_time = None;
+    progressing(&mut status, p, if dry_run { "Sweeping" } else { "Freezing" }, reason);
+    write_status(p, ctx, &status).await?;
+    tracing::info!(policy = %p.name_any(), namespace = %ns, run = %id, dry_run, reason, "run started");
+    publish(ctx, p, EventType::Normal, "RunStarted", "Run", &format!("run {id} started: {reason}{}", if dry_run { " (dry run)" } else { "" })).await;
+    Ok(Action::requeue(StdDuration::from_millis(500)))
+}
+
+fn progressing(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, phase: &str, message: &str) {
+    let now = Utc::now();
+    let generation = p.metadata.generation;
+    status.phase = Some(phase.into());
+    status.observed_generation = generation;
+    conditions::set(&mut status.conditions, PROGRESSING, true, phase, message, generation, now);
+    conditions::set(&mut status.conditions, READY, false, phase, message, generation, now);
+}
+
+/// Takes the Deployment's run lock; a holder whose policy no longer runs that run is stale.
+async fn take_lock(ctx: &Context, ns: &str, deploy: &Deployment, value: &str) -> Result<(), Error> {
+    if let Some(holder) = lock::holder(deploy) {
+        if holder == value {
+            return Ok(());
+        }
+        let (policy, run) = holder.split_once('/').unwrap_or((holder, ""));
+        let other = Api::<RegistryCleanupPolicy>::namespaced(ctx.client.clone(), ns).get_opt(policy).await?;
+        let alive = other.and_then(|o| o.status).and_then(|s| s.run).is_some_and(|r| r.id == run);
+        if alive {
+            return Err(Error::Locked { deployment: deploy.name_any(), holder: holder.to_string() });
+        }
+        tracing::warn!(deployment = %deploy.name_any(), stale = holder, "taking over a stale registry lock");
+    }
+    patch_json(ctx, ns, &deploy.name_any(), lock::acquire(deploy, value)).await
+}
+
+async fn patch_json(ctx: &Context, ns: &str, name: &str, patch: Value) -> Result<(), Error> {
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("patches are built well-formed");
+    Api::<Deployment>::namespaced(ctx.client.clone(), ns).patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await?;
+    Ok(())
+}
+
+/// One step of the run in flight. Returns None once the run is over.
+async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Result<Option<Action>, Error> {
+    let ns = p.namespace().unwrap_or_default();
+    let mut status = p.status.clone().unwrap_or_default();
+    let mut run = status.run.clone().expect("drive is called with a run in flight");
+    let now = Utc::now();
+    let deploy = observe::deployment(&ctx.client, &ns, p).await?;
+    let max_read_only = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| Duration::hours(1));
+    let rolled_out = rollout(&deploy) == Rollout::Complete;
+    let probing = rolled_out && ((run.phase == RunPhase::Freezing && run.frozen_at.is_some()) || run.phase == RunPhase::Thawing);
+    let write_refused = if probing { observe::write_refused(p, observe::registry_access(&ctx.client, &ns, p).await?).await? } else { None };
+    let (job_view, outcome) = match (&run.job, run.phase) {
+        (Some(name), RunPhase::Sweeping) => observe::job(&ctx.client, &ns, name, &run.id).await?,
+        _ => (JobView::Missing, None),
+    };
+    let world = World {
+        now,
+        deleting: deleting || p.meta().deletion_timestamp.is_some(),
+        frozen_rolled_out: run.phase == RunPhase::Freezing && run.frozen_at.is_some() && rolled_out,
+        thawed_rolled_out: run.phase == RunPhase::Thawing && rolled_out,
+        write_refused,
+        job: job_view,
+        max_read_only,
+    };
+    let view = RunView { phase: run.phase, dry_run: run.dry_run, frozen_at: run.frozen_at, failure: run.failure.clone() };
+    let step = next_step(&view, &world);
+    tracing::debug!(policy = %p.name_any(), run = %run.id, ?step, "run step");
+    match step {
+        Step::Wait { why } => {
+            progressing(&mut status, p, phase_name(run.phase), &why);
+            write_status_if_changed(p, ctx, status).await?;
+            return Ok(Some(Action::requeue(ctx.config.poll)));
+        }
+        Step::Freeze => {
+            let access = observe::storage_access(&ctx.client, &ns, &deploy).await?;
+            let choice = choose_method(p.spec.maintenance.mode, &access);
+            let (patch, frozen) = freeze(&deploy, p.spec.registry.container.as_deref(), choice.method)?;
+            patch_json(ctx, &ns, &deploy.name_any(), patch).await?;
+            let how = match frozen.method {
+                FreezeMethod::ReadOnly => "read-only",
+                FreezeMethod::ScaleDown => "scaled to zero",
+            };
+            run.frozen = Some(frozen);
+            run.frozen_at = Some(now);
+            publish(ctx, p, EventType::Normal, "Freezing", "Freeze", &format!("run {}: Deployment {} set {how}", run.id, deploy.name_any())).await;
+        }
+        Step::StartJob => {
+            let name = start_job(p, ctx, &ns, &deploy, &mut run).await?;
+            run.phase = RunPhase::Sweeping;
+            publish(ctx, p, EventType::Normal, "SweepStarted", "Sweep", &format!("run {}: Job {name} started ({} in-use images protected)", run.id, run.in_use_protected)).await;
+            run.job = Some(name);
+        }
+        Step::Abort { failure } => {
+            if let Some(name) = &run.job {
+                let _ = Api::<Job>::namespaced(ctx.client.clone(), &ns).delete(name, &DeleteParams::background()).await;
+            }
+            if run.frozen.is_some() {
+                thaw_deployment(ctx, &ns, &deploy, &run).await?;
+                run.phase = RunPhase::Thawing;
+                run.failure = Some(failure.clone());
+                publish(ctx, p, EventType::Warning, "RunAborted", "Thaw", &format!("run {}: {failure}; thawing", run.id)).await;
+            } else {
+                return finish(p, ctx, status, run, RunResult::Failed, failure).await.map(|_| None);
+            }
+        }
+        Step::Thaw { failure } => {
+            if outcome.is_some() {
+                run.outcome = outcome;
+            }
+            thaw_deployment(ctx, &ns, &deploy, &run).await?;
+            run.phase = RunPhase::Thawing;
+            let (kind, reason) = if failure.is_some() { (EventType::Warning, "SweepFailed") } else { (EventType::Normal, "Thawing") };
+            publish(ctx, p, kind, reason, "Thaw", &format!("run {}: {}; restoring Deployment {}", run.id, failure.as_deref().unwrap_or("swept"), deploy.name_any())).await;
+            run.failure = failure;
+        }
+        Step::Finish { result, message } => {
+            if outcome.is_some() {
+                run.outcome = outcome;
+            }
+            return finish(p, ctx, status, run, result, message).await.map(|_| None);
+        }
+    }
+    let phase = phase_name(run.phase);
+    status.run = Some(run);
+    progressing(&mut status, p, phase, "");
+    write_status(p, ctx, &status).await?;
+    Ok(Some(Action::requeue(StdDuration::from_millis(500))))
+}
+
+fn phase_name(phase: RunPhase) -> &'static str {
+    match phase {
+        RunPhase::Freezing => "Freezing",
+        RunPhase::Sweeping => "Sweeping",
+        RunPhase::Thawing => "Thawing",
+    }
+}
+
+async fn thaw_deployment(ctx: &Context, ns: &str, deploy: &Deployment, run: &RunState) -> Result<(), Error> {
+    if let Some(frozen) = &run.frozen {
+        patch_json(ctx, ns, &deploy.name_any(), thaw(deploy, frozen)?).await?;
+    }
+    Ok(())
+}
+
+/// The run's ConfigMap (policy and protected references) and Job.
+async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &Deployment, run: &mut RunState) -> Result<String, Error> {
+    let owner = p.controller_owner_ref(&()).expect("a stored policy has a uid");
+    let refs = if p.spec.protection.in_use { scan::in_use(&ctx.client, &ctx.config.in_use_namespaces, &p.spec.registry.hosts).await? } else { Vec::new() };
+    run.in_use_protected = refs.len();
+    let protect: String = refs.iter().map(|r| format!("{}\n", r.reference)).collect();
+    let document = json!({
+        "apiVersion": "regsweep.dev/v1alpha1",
+        "kind": "RegistryCleanupPolicy",
+        "metadata": {"name": p.name_any(), "namespace": ns},
+        "spec": p.spec,
+    });
+    let name = job::job_name(&p.name_any(), &run.id);
+    let cm = ConfigMap {
+        metadata: kube::api::ObjectMeta { name: Some(name.clone()), namespace: Some(ns.into()), labels: Some(job::labels(&p.name_any(), &run.id)), owner_references: Some(vec![owner.clone()]), ..Default::default() },
+        data: Some([("policy.yaml".to_string(), serde_yaml::to_string(&document).expect("YAML")), ("protect.txt".to_string(), protect)].into()),
+        ..Default::default()
+    };
+    ignore_exists(Api::<ConfigMap>::namespaced(ctx.client.clone(), ns).create(&PostParams::default(), &cm).await)?;
+    let pin = match &run.frozen {
+        Some(f) if f.method == FreezeMethod::ReadOnly => choose_method(p.spec.maintenance.mode, &observe::storage_access(&ctx.client, ns, deploy).await?).pin_to_node,
+        _ => false,
+    };
+    let node = if pin { observe::registry_node(&ctx.client, ns, deploy).await? } else { None };
+    let max = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| Duration::hours(1));
+    let job = job::build(&job::JobInputs {
+        deployment: deploy,
+        container: p.spec.registry.container.as_deref(),
+        policy: &p.name_any(),
+        run_id: &run.id,
+        operator_image: &ctx.config.image,
+        config_map: &name,
+        node: node.as_deref(),
+        public_url: if run.dry_run { None } else { p.spec.registry.url.as_deref() },
+        credentials_secret: p.spec.registry.credentials_secret.as_deref(),
+        owner,
+        active_deadline_seconds: max.num_seconds().max(60),
+    })?;
+    ignore_exists(Api::<Job>::namespaced(ctx.client.clone(), ns).create(&PostParams::default(), &job).await)?;
+    Ok(name)
+}
+
+fn ignore_exists<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn finish(p: &RegistryCleanupPolicy, ctx: &Context, mut status: RegistryCleanupPolicyStatus, run: RunState, result: RunResult, message: String) -> Result<(), Error> {
+    let ns = p.namespace().unwrap_or_default();
+    let now = Utc::now();
+    if !run.dry_run
+        && let Some(name) = &p.spec.registry.deployment
+    {
+        // Only this run's lock; a failed test means it is not ours any more.
+        let patch: json_patch::Patch = serde_json::from_value(lock::release(&lock::lock_value(&p.name_any(), &run.id))).expect("patch");
+        let _ = Api::<Deployment>::namespaced(ctx.client.clone(), &ns).patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await;
+    }
+    let outcome = run.outcome.clone().unwrap_or_default();
+    let read_only_seconds = run.frozen_at.map(|t| (now - t).num_seconds()).unwrap_or(0);
+    let summary = RunSummary {
+        id: run.id.clone(),
+        start: run.started,
+        end: now,
+        result,
+        dry_run: run.dry_run,
+        manifests_deleted: outcome.manifests_deleted,
+        tags_deleted: outcome.tags_deleted,
+        bytes_reclaimed: outcome.bytes_reclaimed,
+        reclaimed: crate::units::bytes(outcome.bytes_reclaimed),
+        read_only_seconds,
+        in_use_protected: run.in_use_protected,
+        message: message.clone(),
+    };
+    let label = match result {
+        RunResult::Succeeded => "Succeeded",
+        RunResult::Failed => "Failed",
+    };
+    ctx.metrics.run_finished(label, outcome.bytes_reclaimed, outcome.manifests_deleted, read_only_seconds.max(0) as u64);
+    status.history.insert(0, summary.clone());
+    status.history.truncate(HISTORY);
+    status.last_run = Some(summary);
+    status.run = None;
+    idle(&mut status, p, "Idle", &message, now);
+    write_status(p, ctx, &status).await?;
+    tracing::info!(policy = %p.name_any(), namespace = %ns, run = %run.id, result = label, bytes_reclaimed = outcome.bytes_reclaimed, "run finished");
+    let (kind, reason) = match result {
+        RunResult::Succeeded => (EventType::Normal, "RunSucceeded"),
+        RunResult::Failed => (EventType::Warning, "RunFailed"),
+    };
+    let text = format!("run {}: {message}; {} manifests deleted, {} reclaimed, read-only {read_only_seconds}s", run.id, outcome.manifests_deleted, crate::units::bytes(outcome.bytes_reclaimed));
+    publish(ctx, p, kind, reason, "Report", &text).await;
+    Ok(())
+}
+
+/// The whole status as a merge patch, with explicit nulls so cleared fields go away.
+fn status_patch(status: &RegistryCleanupPolicyStatus) -> Value {
+    let mut v = serde_json::to_value(status).expect("status serializes");
+    let map = v.as_object_mut().expect("an object");
+    for key in ["run", "nextRunTime", "lastRun", "phase"] {
+        map.entry(key).or_insert(Value::Null);
+    }
+    json!({ "status": v })
+}
+
+async fn write_status(p: &RegistryCleanupPolicy, ctx: &Context, status: &RegistryCleanupPolicyStatus) -> Result<(), Error> {
+    let api: Api<RegistryCleanupPolicy> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+    api.patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(status_patch(status))).await?;
+    Ok(())
+}
+
+/// Writes the status only when it differs, so an idle policy does not wake itself up.
+async fn write_status_if_changed(p: &RegistryCleanupPolicy, ctx: &Context, status: RegistryCleanupPolicyStatus) -> Result<bool, Error> {
+    if p.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    write_status(p, ctx, &status).await?;
+    Ok(true)
+}
+
+async fn publish(ctx: &Context, p: &RegistryCleanupPolicy, type_: EventType, reason: &str, action: &str, note: &str) {
+    let event = Event { type_, reason: reason.into(), note: Some(note.chars().take(1000).collect()), action: action.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, &p.object_ref(&())).await {
+        tracing::warn!(policy = %p.name_any(), error = %e, "cannot publish an Event");
+    }
+}

@@ -1,0 +1,114 @@
+//! `regsweep operator`: leader election, the controller, and the HTTP endpoints
+//! (`/metrics`, `/livez`, `/readyz` — ready once the policy cache has synced and this replica
+//! leads).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+
+use super::context::{Context, OperatorConfig};
+use super::leader::Elector;
+use super::lock;
+use super::metrics::Metrics;
+use super::reconcile::{error_policy, reconcile};
+use crate::policy::RegistryCleanupPolicy;
+
+pub struct OperatorOptions {
+    pub config: OperatorConfig,
+    pub listen: SocketAddr,
+    /// (namespace, lease name, identity) when several replicas run.
+    pub leader_election: Option<(String, String, String)>,
+}
+
+async fn serve(listen: SocketAddr, metrics: Metrics, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(move || { let m = metrics.clone(); async move { m.encode() } }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(move || { let r = ready.clone(); async move { if r.load(Ordering::SeqCst) { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") } } }));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "serving /metrics, /livez and /readyz");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Waits until this replica holds the Lease, then keeps renewing it; losing it ends the
+/// process, so a replica that cannot prove it leads never acts.
+async fn lead(client: Client, namespace: String, name: String, identity: String) -> anyhow::Result<()> {
+    let duration = Duration::from_secs(15);
+    let elector = Elector::new(client, &namespace, &name, &identity, duration);
+    while !elector.try_acquire_or_renew().await? {
+        tracing::info!(lease = %name, "another replica leads; waiting");
+        tokio::time::sleep(duration / 3).await;
+    }
+    tracing::info!(lease = %name, %identity, "leading");
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(duration / 3).await;
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!("lost the leader Lease; exiting so that only the leader acts");
+                    std::process::exit(1);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew the leader Lease"),
+            }
+        }
+    });
+    Ok(())
+}
+
+pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = Metrics::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn({
+        let (metrics, ready) = (metrics.clone(), ready.clone());
+        async move {
+            if let Err(e) = serve(opts.listen, metrics, ready).await {
+                tracing::error!(error = %e, "the HTTP endpoints stopped");
+            }
+        }
+    });
+    let identity = opts.leader_election.as_ref().map(|l| l.2.clone()).unwrap_or_else(|| "regsweep".into());
+    if let Some((namespace, name, identity)) = opts.leader_election {
+        lead(client.clone(), namespace, name, identity).await?;
+    }
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "regsweep".into(), instance: Some(identity) });
+    let ctx = Arc::new(Context { client: client.clone(), recorder, config: opts.config, metrics });
+    let controller = Controller::new(Api::<RegistryCleanupPolicy>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Job>::all(client.clone()), watcher::Config::default().labels("app.kubernetes.io/managed-by=regsweep"))
+        // A locked Deployment wakes the policy that holds it (its rollout is what a run waits for).
+        .watches(Api::<Deployment>::all(client.clone()), watcher::Config::default(), |d| {
+            let ns = d.metadata.namespace.clone();
+            lock::holder(&d).and_then(|h| h.split_once('/')).map(|(policy, _)| ObjectRef::new(policy).within(ns.as_deref().unwrap_or_default()))
+        })
+        .shutdown_on_signal();
+    let store = controller.store();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready.store(true, Ordering::SeqCst);
+            tracing::info!("policy cache synced; ready");
+        }
+    });
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile did not complete");
+            }
+        })
+        .await;
+    Ok(())
+}
