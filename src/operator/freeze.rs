@@ -119,6 +119,16 @@ pub fn freeze(deploy: &Deployment, container: Option<&str>, method: FreezeMethod
     Ok((Value::Array(ops), state))
 }
 
+/// Whether the Deployment currently carries the freeze described by `state` (a crash between
+/// recording the freeze and patching, or a GitOps tool reverting the patch, both show here).
+pub fn is_frozen(deploy: &Deployment, state: &FrozenState) -> bool {
+    match state.method {
+        FreezeMethod::ScaleDown => deploy.spec.replicas == Some(0),
+        FreezeMethod::ReadOnly => registry_container(deploy, Some(&state.container))
+            .is_ok_and(|(i, _)| env_of(deploy, i).iter().any(|e| e.name == READ_ONLY_ENV && e.value.as_deref() == Some(READ_ONLY_VALUE) && e.value_from.is_none())),
+    }
+}
+
 /// The thaw patch: puts back exactly what the freeze replaced. Restoring the pod template
 /// rolls out fresh registry pods, which also drops the blob cache that lies after GC.
 pub fn thaw(deploy: &Deployment, state: &FrozenState) -> Result<Value, FreezeError> {
@@ -184,6 +194,10 @@ mod tests {
             let (patch, state) = freeze(&original, None, FreezeMethod::ReadOnly).unwrap();
             let frozen = apply(&original, &patch);
             assert_eq!(env_value(&frozen, READ_ONLY_ENV).as_deref(), Some(READ_ONLY_VALUE));
+            assert!(is_frozen(&frozen, &state) && !is_frozen(&original, &state));
+            // Freezing again (a crash before the status recorded it) keeps the original.
+            let (again, _) = freeze(&frozen, None, FreezeMethod::ReadOnly).unwrap();
+            assert_eq!(apply(&frozen, &again), frozen, "idempotent");
             let thawed = apply(&frozen, &thaw(&frozen, &state).unwrap());
             assert_eq!(thawed, original, "thaw restores the Deployment exactly");
         }

@@ -47,6 +47,9 @@ pub struct World {
     pub now: DateTime<Utc>,
     /// The policy is being deleted.
     pub deleting: bool,
+    /// The Deployment carries the recorded freeze (it can be missing after a crash between
+    /// recording and patching, or when something reverted it).
+    pub frozen_applied: bool,
     /// Every replica runs the frozen template (or none runs, for ScaleDown).
     pub frozen_rolled_out: bool,
     /// Every replica runs the restored template.
@@ -83,11 +86,17 @@ pub fn next_step(run: &RunView, world: &World) -> Step {
             Step::Finish { result: RunResult::Failed, message: "the policy was deleted before the registry was frozen".into() }
         }
         RunPhase::Freezing if run.frozen_at.is_none() => Step::Freeze,
+        RunPhase::Freezing if !world.frozen_applied && !world.deleting && !overdue => Step::Freeze,
         RunPhase::Freezing if world.deleting => Step::Thaw { failure: Some("the policy was deleted during the run".into()) },
         RunPhase::Freezing if overdue => Step::Thaw { failure: Some(overdue_failure()) },
         RunPhase::Freezing if !world.frozen_rolled_out => Step::Wait { why: "waiting for every registry replica to run read-only".into() },
         RunPhase::Freezing if world.write_refused == Some(false) => Step::Wait { why: "the registry still accepts writes".into() },
         RunPhase::Freezing => Step::StartJob,
+        // Read-only mode removed behind our back while the sweep runs: stop it at once, a
+        // push during garbage collection can lose blobs.
+        RunPhase::Sweeping if run.frozen_at.is_some() && !world.frozen_applied && world.job == JobView::Running => {
+            Step::Abort { failure: "the registry Deployment lost its read-only setting during the sweep (reverted by another tool?); the sweep was stopped".into() }
+        }
         RunPhase::Sweeping => match &world.job {
             JobView::Running if world.deleting => Step::Abort { failure: "the policy was deleted during the run".into() },
             JobView::Running if overdue => Step::Abort { failure: overdue_failure() },
@@ -118,7 +127,7 @@ mod tests {
     }
 
     fn world(now: i64) -> World {
-        World { now: t(now), deleting: false, frozen_rolled_out: false, thawed_rolled_out: false, write_refused: None, job: JobView::Missing, max_read_only: Duration::minutes(60) }
+        World { now: t(now), deleting: false, frozen_applied: true, frozen_rolled_out: false, thawed_rolled_out: false, write_refused: None, job: JobView::Missing, max_read_only: Duration::minutes(60) }
     }
 
     fn run(phase: RunPhase, frozen_at: Option<i64>) -> RunView {
@@ -174,6 +183,15 @@ mod tests {
         let mut done = world(70);
         done.thawed_rolled_out = true;
         assert_eq!(next_step(&thawing, &done), Step::Finish { result: RunResult::Failed, message: "the sweep Job failed: exit 3".into() });
+    }
+
+    #[test]
+    fn a_freeze_that_is_missing_is_applied_again_and_a_revert_stops_the_sweep() {
+        let mut w = world(1);
+        w.frozen_applied = false;
+        assert_eq!(next_step(&run(RunPhase::Freezing, Some(0)), &w), Step::Freeze);
+        w.job = JobView::Running;
+        assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &w), Step::Abort { failure } if failure.contains("read-only")));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::conditions::{self, DEGRADED, PROGRESSING, READY};
 use super::context::Context;
 use super::error::Error;
-use super::freeze::{FreezeMethod, choose_method, freeze, thaw};
+use super::freeze::{FreezeMethod, choose_method, freeze, is_frozen, thaw};
 use super::phase::{JobView, RunPhase, RunResult, RunView, Step, World, next_step};
 use super::rollout::{Rollout, rollout};
 use super::schedule::{Due, ScheduleInput, due};
@@ -212,6 +212,7 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
     let world = World {
         now,
         deleting: deleting || p.meta().deletion_timestamp.is_some(),
+        frozen_applied: run.frozen.as_ref().is_some_and(|f| is_frozen(&deploy, f)),
         frozen_rolled_out: run.phase == RunPhase::Freezing && run.frozen_at.is_some() && rolled_out,
         thawed_rolled_out: run.phase == RunPhase::Thawing && rolled_out,
         write_refused,
@@ -228,17 +229,27 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
             return Ok(Some(Action::requeue(ctx.config.poll)));
         }
         Step::Freeze => {
-            let access = observe::storage_access(&ctx.client, &ns, &deploy).await?;
-            let choice = choose_method(p.spec.maintenance.mode, &access);
-            let (patch, frozen) = freeze(&deploy, p.spec.registry.container.as_deref(), choice.method)?;
+            // Write-ahead: the original is recorded in the status before the Deployment is
+            // changed, so a crash in between can never lose what the thaw must restore.
+            let method = match &run.frozen {
+                Some(recorded) => recorded.method,
+                None => choose_method(p.spec.maintenance.mode, &observe::storage_access(&ctx.client, &ns, &deploy).await?).method,
+            };
+            let (patch, state) = freeze(&deploy, p.spec.registry.container.as_deref(), method)?;
+            if run.frozen.is_none() {
+                run.frozen = Some(state);
+                run.frozen_at = Some(now);
+                status.run = Some(run.clone());
+                progressing(&mut status, p, "Freezing", "");
+                write_status(p, ctx, &status).await?;
+            }
             patch_json(ctx, &ns, &deploy.name_any(), patch).await?;
-            let how = match frozen.method {
+            let how = match method {
                 FreezeMethod::ReadOnly => "read-only",
                 FreezeMethod::ScaleDown => "scaled to zero",
             };
-            run.frozen = Some(frozen);
-            run.frozen_at = Some(now);
             publish(ctx, p, EventType::Normal, "Freezing", "Freeze", &format!("run {}: Deployment {} set {how}", run.id, deploy.name_any())).await;
+            return Ok(Some(Action::requeue(StdDuration::from_millis(500))));
         }
         Step::StartJob => {
             let name = start_job(p, ctx, &ns, &deploy, &mut run).await?;
