@@ -70,7 +70,11 @@ async fn lead(client: Client, namespace: String, name: String, identity: String)
 }
 
 pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    run_with_client(Client::try_default().await?, opts).await
+}
+
+/// The operator against a given API server (the end-to-end tests use their own).
+pub async fn run_with_client(client: Client, opts: OperatorOptions) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let ready = Arc::new(AtomicBool::new(false));
     tokio::spawn({
