@@ -437,3 +437,18 @@ async fn publish(ctx: &Context, p: &RegistryCleanupPolicy, type_: EventType, rea
         tracing::warn!(policy = %p.name_any(), error = %e, "cannot publish an Event");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_patch_clears_what_is_gone() {
+        let patch = status_patch(&RegistryCleanupPolicyStatus { last_run_generation: Some(3), ..Default::default() });
+        let status = &patch["status"];
+        for key in ["run", "nextRunTime", "lastRun", "phase"] {
+            assert!(status.get(key).is_some_and(Value::is_null), "{key} must be sent as null to be removed: {patch}");
+        }
+        assert_eq!(status["lastRunGeneration"], 3);
+    }
+}
