@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The operator's end-to-end scenario on a real cluster (kind), the same as
+# tests/operator_e2e.rs runs against the in-process API server. Not run in CI here (no
+# container engine); run it on a machine with docker, kind, kubectl and skopeo:
+#
+#   bash tests/e2e/kind.sh            # creates cluster "regsweep-e2e", runs, deletes it
+#   KEEP=1 bash tests/e2e/kind.sh     # keeps the cluster for a look around
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CLUSTER=${CLUSTER:-regsweep-e2e}
+IMAGE=regsweep:e2e
+for tool in docker kind kubectl skopeo cargo; do
+  command -v "$tool" >/dev/null || { echo "kind.sh needs $tool" >&2; exit 2; }
+done
+cleanup() { [ -n "${KEEP:-}" ] || kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true; kill "${PF:-0}" 2>/dev/null || true; }
+trap cleanup EXIT
+
+# The operator image: the release binary on a slim glibc base (the real image is the Dockerfile's).
+cargo build --release --locked
+work=$(mktemp -d)
+cp target/release/regsweep "$work/regsweep"
+printf 'FROM debian:bookworm-slim\nCOPY regsweep /regsweep\nUSER 65532\nENTRYPOINT ["/regsweep"]\nCMD ["operator"]\n' > "$work/Dockerfile"
+docker build -q -t "$IMAGE" "$work"
+
+kind create cluster --name "$CLUSTER" --wait 120s
+kind load docker-image --name "$CLUSTER" "$IMAGE"
+kubectl apply -f crds/registrycleanuppolicies.regsweep.dev.yaml
+kubectl create namespace registry
+kubectl -n registry apply -f - <<'YAML'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: registry-data}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: docker-registry}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: registry}}
+  template:
+    metadata: {labels: {app: registry}}
+    spec:
+      containers:
+        - name: registry
+          image: registry:2
+          env: [{name: REGISTRY_HTTP_SECRET, value: e2e}]
+          ports: [{containerPort: 5000}]
+          volumeMounts: [{name: data, mountPath: /var/lib/registry}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: registry-data}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: docker-registry}
+spec: {selector: {app: registry}, ports: [{port: 5000}]}
+YAML
+kubectl -n registry rollout status deploy/docker-registry --timeout=180s
+
+# Fill it from the host through a port-forward, with a real client.
+kubectl -n registry port-forward svc/docker-registry 5555:5000 >/dev/null 2>&1 & PF=$!
+sleep 3
+for tag in old-1 old-2 old-3 keep; do
+  skopeo copy --dest-tls-verify=false docker://docker.io/library/busybox:1.36 "docker://127.0.0.1:5555/team-a/app:$tag" >/dev/null
+done
+
+# The operator, with the RBAC it needs (the Helm chart carries the least-privilege version).
+kubectl create namespace regsweep-system
+kubectl -n regsweep-system create serviceaccount regsweep
+kubectl create clusterrolebinding regsweep-e2e --clusterrole=cluster-admin --serviceaccount=regsweep-system:regsweep
+kubectl -n regsweep-system create deployment regsweep --image="$IMAGE" -- /regsweep operator --image "$IMAGE"
+kubectl -n regsweep-system set serviceaccount deployment/regsweep regsweep
+kubectl -n regsweep-system rollout status deploy/regsweep --timeout=120s
+
+kubectl apply -f - <<'YAML'
+apiVersion: regsweep.dev/v1alpha1
+kind: RegistryCleanupPolicy
+metadata: {name: e2e, namespace: registry}
+spec:
+  registry:
+    deployment: docker-registry
+    url: http://docker-registry.registry.svc:5000
+    hosts: ["docker-registry.registry.svc:5000"]
+  rules:
+    - repositories: ["team-a/*"]
+      keepTags: ["keep"]
+      keepLatest: 0
+YAML
+for _ in $(seq 120); do
+  result=$(kubectl -n registry get rcp e2e -o jsonpath='{.status.lastRun.result}' 2>/dev/null || true)
+  [ -n "$result" ] && break
+  sleep 2
+done
+kubectl -n registry get rcp e2e
+[ "$result" = "Succeeded" ] || { kubectl -n registry describe rcp e2e; exit 1; }
+kubectl -n registry rollout status deploy/docker-registry --timeout=120s
+sleep 3
+cargo run --release --locked -q -- verify --url http://127.0.0.1:5555
+echo "kind e2e: passed"
