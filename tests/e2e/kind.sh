@@ -59,8 +59,9 @@ kubectl -n registry rollout status deploy/docker-registry --timeout=180s
 # Fill it from the host through a port-forward, with a real client.
 kubectl -n registry port-forward svc/docker-registry 5555:5000 >/dev/null 2>&1 & PF=$!
 sleep 3
-for tag in old-1 old-2 old-3 keep; do
-  skopeo copy --dest-tls-verify=false docker://docker.io/library/busybox:1.36 "docker://127.0.0.1:5555/team-a/app:$tag" >/dev/null
+# Distinct images: a tag sharing its digest with the kept tag would (rightly) be kept too.
+for pair in old-1:1.34 old-2:1.35 old-3:1.36 keep:1.37; do
+  skopeo copy --dest-tls-verify=false "docker://docker.io/library/busybox:${pair#*:}" "docker://127.0.0.1:5555/team-a/app:${pair%%:*}" >/dev/null
 done
 
 # The operator, with the RBAC it needs (the Helm chart carries the least-privilege version).
@@ -93,6 +94,12 @@ done
 kubectl -n registry get rcp e2e
 [ "$result" = "Succeeded" ] || { kubectl -n registry describe rcp e2e; exit 1; }
 kubectl -n registry rollout status deploy/docker-registry --timeout=120s
+# The thaw replaced the registry pod: forward to the new one.
+kill "$PF" 2>/dev/null || true
+kubectl -n registry port-forward svc/docker-registry 5555:5000 >/dev/null 2>&1 & PF=$!
 sleep 3
+tags=$(curl -s http://127.0.0.1:5555/v2/team-a/app/tags/list)
+echo "$tags"
+case "$tags" in *old-1*) echo "old-1 should be gone" >&2; exit 1;; esac
 cargo run --release --locked -q -- verify --url http://127.0.0.1:5555
 echo "kind e2e: passed"
