@@ -461,11 +461,32 @@ async fn kubectl_apply_get_and_delete() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found"), "{out:?}");
 }
 
+/// `cargo test --test apiserver serve_for_manual_testing -- --ignored --nocapture`, then use
+/// the printed KUBECONFIG with kubectl (add `-v=8` to see the requests) for ten minutes.
 #[tokio::test]
 #[ignore]
 async fn serve_for_manual_testing() {
     let server = ApiServer::start().await;
-    std::fs::copy(server.kubeconfig_path(), "/tmp/apiserver-kubeconfig").unwrap();
-    eprintln!("serving at {}", server.url());
-    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    eprintln!("serving at {}: export KUBECONFIG={}", server.url(), server.kubeconfig_path().display());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[tokio::test]
+async fn scratch_policy_list() {
+    let server = ApiServer::start().await;
+    server.kubectl_ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/registrycleanuppolicies.regsweep.dev.yaml")]);
+    let api: Api<regsweep::policy::RegistryCleanupPolicy> = Api::all(server.client());
+    let r = api.list(&ListParams::default().limit(1)).await;
+    eprintln!("empty list: {r:?}");
+    let demo: serde_yaml::Value = serde_yaml::from_str(regsweep::demo::DEMO_POLICY).unwrap();
+    std::fs::write(server.dir().join("p.yaml"), serde_yaml::to_string(&demo).unwrap()).unwrap();
+    eprintln!("{}", server.kubectl_ok(&["apply", "-f", server.dir().join("p.yaml").to_str().unwrap()]));
+    let r = api.list(&ListParams::default().limit(1)).await;
+    eprintln!("list: {r:?}");
+    let (reader, writer) = kube::runtime::reflector::store();
+    let stream = kube::runtime::reflector(writer, watcher(api.clone(), watcher::Config::default()));
+    let h = tokio::spawn(async move { let _ = stream.for_each(|e| async move { eprintln!("event ok={}", e.is_ok()); }).await; });
+    let ready = tokio::time::timeout(Duration::from_secs(5), reader.wait_until_ready()).await;
+    eprintln!("store ready: {ready:?}");
+    h.abort();
 }

@@ -121,11 +121,15 @@ where
 }
 
 fn start_operator(cluster: &Cluster) -> tokio::task::JoinHandle<()> {
+    start_operator_at(cluster, SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())))
+}
+
+fn start_operator_at(cluster: &Cluster, listen: SocketAddr) -> tokio::task::JoinHandle<()> {
     let client = cluster.server.client();
     tokio::spawn(async move {
         let opts = regsweep::operator::run::OperatorOptions {
             config: regsweep::operator::context::OperatorConfig { image: OPERATOR_IMAGE.into(), in_use_namespaces: None, poll: Duration::from_millis(300) },
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
+            listen,
             leader_election: None,
         };
         let _ = regsweep::operator::run::run_with_client(client, opts).await;
@@ -216,7 +220,8 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
     );
     let deployments: Api<Deployment> = Api::namespaced(cluster.server.client(), "registry");
     let before = deployments.get("docker-registry").await.unwrap();
-    let _operator = start_operator(&cluster);
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let _operator = start_operator_at(&cluster, listen);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
 
     let started = Instant::now();
@@ -247,6 +252,14 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
     let tags = registry.tags("team-a/api").await.unwrap();
     assert!(tags.contains(&"build-101".to_string()), "in use, so kept: {tags:?}");
     assert!(!tags.contains(&"build-102".to_string()), "old and unused, so deleted: {tags:?}");
+
+    // Metrics and probes.
+    let get = |path: &str| reqwest::get(format!("http://{listen}{path}"));
+    assert_eq!(get("/livez").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200, "ready once the cache has synced");
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("regsweep_runs_total{result=\"Succeeded\"} 1"), "{metrics}");
+    assert!(metrics.contains(&format!("regsweep_bytes_reclaimed_total {}", run.bytes_reclaimed)), "{metrics}");
 
     // kubectl shows the result.
     let table = cluster.kubectl_ok(&["get", "rcp", "-n", "registry"]);
@@ -327,4 +340,20 @@ async fn two_policies_on_one_registry_never_overlap() {
     assert_eq!((a.result, b.result), (regsweep::operator::phase::RunResult::Succeeded, regsweep::operator::phase::RunResult::Succeeded), "{} / {}", a.message, b.message);
     assert!(a.end <= b.start || b.end <= a.start, "runs overlapped: {a:?} {b:?}");
     assert_thawed(&cluster, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_on_a_lease() {
+    use regsweep::operator::leader::Elector;
+    let server = apiserver::ApiServer::start().await;
+    server.create_namespace("regsweep-system").unwrap();
+    let ttl = Duration::from_secs(2);
+    let a = Elector::new(server.client(), "regsweep-system", "regsweep-operator", "a", ttl);
+    let b = Elector::new(server.client(), "regsweep-system", "regsweep-operator", "b", ttl);
+    assert!(a.try_acquire_or_renew().await.unwrap(), "the first candidate leads");
+    assert!(!b.try_acquire_or_renew().await.unwrap(), "the second waits");
+    assert!(a.try_acquire_or_renew().await.unwrap(), "the leader renews");
+    tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+    assert!(b.try_acquire_or_renew().await.unwrap(), "an expired Lease is taken over");
+    assert!(!a.try_acquire_or_renew().await.unwrap(), "the old leader has lost it");
 }

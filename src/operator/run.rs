@@ -99,11 +99,21 @@ pub async fn run_with_client(client: Client, opts: OperatorOptions) -> anyhow::R
             lock::holder(&d).and_then(|h| h.split_once('/')).map(|(policy, _)| ObjectRef::new(policy).within(ns.as_deref().unwrap_or_default()))
         })
         .shutdown_on_signal();
-    let store = controller.store();
+    // Ready once policies can be listed: the API answers and the CRD is installed.
+    // (The controller store's own readiness signal never fired against the test API server;
+    // see the issue notes.)
+    let policies: Api<RegistryCleanupPolicy> = Api::all(client.clone());
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            ready.store(true, Ordering::SeqCst);
-            tracing::info!("policy cache synced; ready");
+        loop {
+            match policies.list(&kube::api::ListParams::default().limit(1)).await {
+                Ok(_) => {
+                    ready.store(true, Ordering::SeqCst);
+                    tracing::info!("policies can be listed; ready");
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list RegistryCleanupPolicies yet (is the CRD installed?)"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
     controller

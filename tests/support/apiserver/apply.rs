@@ -179,11 +179,10 @@ impl Store {
         if !applied.is_object() || applied.get("apiVersion").is_none() || applied.get("kind").is_none() {
             return Err(ApiError::bad_request("apply requires an object with apiVersion and kind"));
         }
-        if let Some(n) = applied.pointer("/metadata/name").and_then(Value::as_str) {
-            if n != name {
+        if let Some(n) = applied.pointer("/metadata/name").and_then(Value::as_str)
+            && n != name {
                 return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
             }
-        }
         let status = opts.write.status;
         if t.status_enabled() {
             let m = applied.as_object_mut().expect("object");

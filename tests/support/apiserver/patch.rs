@@ -63,7 +63,7 @@ fn strip_directives(v: &Value) -> Value {
     }
 }
 
-fn directive<'a>(v: &'a Value) -> Option<&'a str> {
+fn directive(v: &Value) -> Option<&str> {
     v.get("$patch").and_then(Value::as_str)
 }
 
@@ -105,15 +105,14 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, path: &str) {
         }
     }
     for (k, v) in pm {
-        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(cur)), Some(gone)) = (tm.get_mut(field), v.as_array()) {
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/")
+            && let (Some(Value::Array(cur)), Some(gone)) = (tm.get_mut(field), v.as_array()) {
                 cur.retain(|x| !gone.contains(x));
             }
-        }
     }
     for (k, v) in pm {
-        if let Some(field) = k.strip_prefix("$setElementOrder/") {
-            if let (Some(Value::Array(cur)), Some(order)) = (tm.get_mut(field), v.as_array()) {
+        if let Some(field) = k.strip_prefix("$setElementOrder/")
+            && let (Some(Value::Array(cur)), Some(order)) = (tm.get_mut(field), v.as_array()) {
                 let key = merge_key(field, path);
                 let pos = |item: &Value| {
                     order.iter().position(|o| match key {
@@ -123,7 +122,6 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, path: &str) {
                 };
                 cur.sort_by_key(|item| pos(item).unwrap_or(usize::MAX));
             }
-        }
     }
     if let Some(keep) = pm.get("$retainKeys").and_then(Value::as_array) {
         tm.retain(|k, _| keep.iter().any(|r| r.as_str() == Some(k)) || pm.contains_key(k));

@@ -278,7 +278,7 @@ fn decode(message: &str, b: &[u8]) -> Result<Value, ApiError> {
             (Int | IntOmit, Wire::Varint(v)) => json!(v as i64),
             (Bool, Wire::Varint(v)) => json!(v != 0),
             // A zero time.Time is encoded empty; its JSON is null.
-            (Msg("Time"), Wire::Bytes(s)) if s.is_empty() => continue,
+            (Msg("Time"), Wire::Bytes([])) => continue,
             (Msg(m), Wire::Bytes(s)) => decode(m, s)?,
             (MapStr | MapBytes | MapQuantity, Wire::Bytes(s)) => {
                 let (mut k, mut v) = (String::new(), Value::Null);

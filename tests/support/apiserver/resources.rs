@@ -109,8 +109,9 @@ fn age() -> Column {
     Column { description: "CreationTimestamp is a timestamp representing the server time when this object was created.".into(), ..col("Age", "date", ".metadata.creationTimestamp") }
 }
 
-/// One built-in type: (group, version, plural, singular, kind, namespaced, shortNames,
+/// One built-in type: (group, version, plural, kind, namespaced, shortNames,
 /// status subresource, all-category, columns before Age).
+#[allow(clippy::too_many_arguments)]
 fn builtin(
     group: &str,
     version: &str,

@@ -38,11 +38,10 @@ fn walk(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>,
             let is_object = schema.get("type").and_then(Value::as_str) == Some("object") || props.is_some() || root;
             if let Some(props) = props {
                 for (k, ps) in props {
-                    if !map.contains_key(k) {
-                        if let Some(d) = ps.get("default") {
+                    if !map.contains_key(k)
+                        && let Some(d) = ps.get("default") {
                             map.insert(k.clone(), d.clone());
                         }
-                    }
                 }
             }
             let keys: Vec<String> = map.keys().cloned().collect();

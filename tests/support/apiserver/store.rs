@@ -263,11 +263,10 @@ impl Store {
     fn refresh_types(&mut self) {
         let mut types = self.builtins.clone();
         for crd in self.all(&("apiextensions.k8s.io".into(), "customresourcedefinitions".into()), None) {
-            if let Some(rt) = resources::from_crd(crd) {
-                if !types.iter().any(|t| t.group == rt.group && t.plural == rt.plural) {
+            if let Some(rt) = resources::from_crd(crd)
+                && !types.iter().any(|t| t.group == rt.group && t.plural == rt.plural) {
                     types.push(rt);
                 }
-            }
         }
         self.types = types;
     }
@@ -276,16 +275,14 @@ impl Store {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body of the request is not a JSON object"));
         }
-        if let Some(v) = obj.get("apiVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) {
-            if v != t.api_version() {
+        if let Some(v) = obj.get("apiVersion").and_then(Value::as_str).filter(|v| !v.is_empty())
+            && v != t.api_version() {
                 return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({})", t.api_version())));
             }
-        }
-        if let Some(k) = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()) {
-            if k != t.rt.kind {
+        if let Some(k) = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty())
+            && k != t.rt.kind {
                 return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", t.rt.kind)));
             }
-        }
         if obj.get("metadata").is_some_and(|m| !m.is_object()) {
             return Err(ApiError::bad_request("metadata must be an object"));
         }
@@ -390,16 +387,14 @@ impl Store {
         let ns = if t.rt.namespaced { ns } else { "" };
         let old = self.raw(&t.key(), ns, name).cloned().ok_or_else(|| ApiError::not_found(&g, &p, name))?;
         Self::check_type(t, &incoming)?;
-        if let Some(n) = meta_str(&incoming, "name") {
-            if n != name {
+        if let Some(n) = meta_str(&incoming, "name")
+            && n != name {
                 return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
             }
-        }
-        if let Some(rv) = meta_str(&incoming, "resourceVersion") {
-            if Some(rv) != meta_str(&old, "resourceVersion") {
+        if let Some(rv) = meta_str(&incoming, "resourceVersion")
+            && Some(rv) != meta_str(&old, "resourceVersion") {
                 return Err(ApiError::stale(&g, &p, name));
             }
-        }
         let mut new = if opts.status && t.status_enabled() {
             let mut n = old.clone();
             set_or_remove(&mut n, "status", incoming.get("status").cloned());
@@ -465,18 +460,16 @@ impl Store {
         let (g, p) = (t.rt.group.clone(), t.rt.plural.clone());
         let ns = if t.rt.namespaced { ns } else { "" };
         let old = self.raw(&t.key(), ns, name).cloned().ok_or_else(|| ApiError::not_found(&g, &p, name))?;
-        if let Some(uid) = &opts.uid {
-            if Some(uid.as_str()) != meta_str(&old, "uid") {
+        if let Some(uid) = &opts.uid
+            && Some(uid.as_str()) != meta_str(&old, "uid") {
                 let why = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&old, "uid").unwrap_or_default());
                 return Err(ApiError::conflict(&g, &p, name, &why));
             }
-        }
-        if let Some(rv) = &opts.resource_version {
-            if Some(rv.as_str()) != meta_str(&old, "resourceVersion") {
+        if let Some(rv) = &opts.resource_version
+            && Some(rv.as_str()) != meta_str(&old, "resourceVersion") {
                 let why = format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta_str(&old, "resourceVersion").unwrap_or_default());
                 return Err(ApiError::conflict(&g, &p, name, &why));
             }
-        }
         let pending = !finalizers(&old).is_empty();
         if opts.dry_run {
             return Ok((present(t, &old), !pending));
