@@ -64,7 +64,11 @@ fn field_set(applied: &Value) -> FieldSet {
                 for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
                     if let Some(x) = v.get(f) {
                         let p = vec!["f:metadata".to_string(), format!("f:{f}")];
-                        if f == "labels" || f == "annotations" { collect(x, f, &p, "", &mut out) } else { out.insert(p); }
+                        if f == "labels" || f == "annotations" {
+                            collect(x, f, &p, "", &mut out)
+                        } else {
+                            out.insert(p);
+                        }
                     }
                 }
             }
@@ -171,7 +175,11 @@ fn entry_is(e: &Value, manager: &str, status: bool) -> bool {
 
 impl Store {
     pub(super) fn apply(&mut self, t: &Target, ns: &str, name: &str, body: &[u8], opts: &PatchOpts) -> Result<(Value, bool), ApiError> {
-        let manager = opts.field_manager.clone().filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("PATCH with application/apply-patch+yaml requires the fieldManager parameter"))?;
+        let manager = opts
+            .field_manager
+            .clone()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| ApiError::bad_request("PATCH with application/apply-patch+yaml requires the fieldManager parameter"))?;
         let mut applied: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(_) => serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
@@ -180,9 +188,10 @@ impl Store {
             return Err(ApiError::bad_request("apply requires an object with apiVersion and kind"));
         }
         if let Some(n) = applied.pointer("/metadata/name").and_then(Value::as_str)
-            && n != name {
-                return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
-            }
+            && n != name
+        {
+            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+        }
         let status = opts.write.status;
         if t.status_enabled() {
             let m = applied.as_object_mut().expect("object");
@@ -214,11 +223,8 @@ impl Store {
         };
         let managed: Vec<Value> = current.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
         let old_set = managed.iter().find(|e| entry_is(e, &manager, status)).and_then(|e| e.get("fieldsV1")).map(from_fields_v1).unwrap_or_default();
-        let mut others: Vec<(Value, FieldSet)> = managed
-            .iter()
-            .filter(|e| !entry_is(e, &manager, status))
-            .map(|e| (e.clone(), e.get("fieldsV1").map(from_fields_v1).unwrap_or_default()))
-            .collect();
+        let mut others: Vec<(Value, FieldSet)> =
+            managed.iter().filter(|e| !entry_is(e, &manager, status)).map(|e| (e.clone(), e.get("fieldsV1").map(from_fields_v1).unwrap_or_default())).collect();
         let mut conflicts = Vec::new();
         for (e, set) in &mut others {
             if e.get("operation").and_then(Value::as_str) != Some("Apply") {

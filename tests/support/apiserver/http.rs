@@ -217,7 +217,8 @@ fn resource(shared: &Arc<Shared>, group: &str, version: &str, rest: &[&str], r: 
             Ok(json_response(if created { 201 } else { 200 }, &render_one(&t, &obj, r, store.resource_version())))
         }
         (Method::DELETE, Some(name)) if !status => {
-            let body: Value = if r.body.is_empty() { json!({}) } else { serde_json::from_slice(&r.body).map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))? };
+            let body: Value =
+                if r.body.is_empty() { json!({}) } else { serde_json::from_slice(&r.body).map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))? };
             let policy = body.get("propagationPolicy").and_then(Value::as_str).or(r.q("propagationPolicy"));
             let dry_run = body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) || r.q("dryRun") == Some("All");
             let opts = DeleteOpts {

@@ -14,23 +14,30 @@
 //! It runs on its own thread and Tokio runtime, so it serves while a test blocks on `kubectl`
 //! and whatever runtime flavour the test uses; dropping the [`ApiServer`] stops it.
 //!
-//! Files: `store.rs` (objects and write rules), `http.rs` (routes), `discovery.rs`, `patch.rs`,
-//! `apply.rs` (server-side apply), `watch.rs`, `table.rs` (server-side printing), `selector.rs`,
-//! `schema.rs` (CRD pruning and defaults), `resources.rs` (the types), `error.rs` (Status).
+//! Files: `store.rs` (objects and write rules), `gc.rs` (garbage collection, namespace
+//! termination), `http.rs` (routes), `discovery.rs` (discovery and a minimal OpenAPI v3),
+//! `patch.rs`, `apply.rs` (server-side apply), `watch.rs`, `table.rs` (server-side printing),
+//! `selector.rs`, `schema.rs` (CRD pruning and defaults), `protobuf.rs` (kubectl create's
+//! request bodies), `resources.rs` (the types), `error.rs` (Status).
 //!
-//! Simplified compared to kube-apiserver: no authentication, authorization, admission or
-//! protobuf; no defaulting or validation of built-in types beyond names (CRDs get schema
-//! pruning and defaults, not validation); one stored version per type, no conversion; list
-//! ignores `limit`/`continue` and `resourceVersion` (always the latest state); no
-//! deletecollection; garbage collection and namespace termination happen at once, inside the
-//! delete; `propagationPolicy` Foreground acts as Background; deleting a CRD drops its custom
-//! resources without waiting for their finalizers; core/v1 and events.k8s.io/v1 Events are
-//! separate stores; built-in Tables have a few columns, not the real printers'.
+//! Simplified compared to kube-apiserver: no authentication, authorization or admission;
+//! responses are always JSON and protobuf request bodies are decoded only for the types
+//! `kubectl create` makes; built-in types get a handful of defaults (Secret type, Service type,
+//! replicas, Pod/Namespace phase) and no validation beyond names; CRDs get schema pruning
+//! (or, with `fieldValidation=Strict`, rejection of unknown fields) and defaults, not type or
+//! enum validation; one stored version per type, no conversion; lists ignore `limit`/`continue`
+//! and `resourceVersion` (always the latest state, whole); no deletecollection and no
+//! scale/log/exec subresources; garbage collection and namespace termination happen at once,
+//! inside the delete; `propagationPolicy` Foreground acts as Background; deleting a CRD drops
+//! its custom resources without waiting for their finalizers; core/v1 and events.k8s.io/v1
+//! Events are separate stores; built-in Tables have a few columns, not the real printers';
+//! strategic merge and server-side apply are simplified (see `patch.rs` and `apply.rs`).
 #![allow(dead_code)]
 
 mod apply;
 mod discovery;
 mod error;
+mod gc;
 mod http;
 mod patch;
 mod protobuf;

@@ -6,8 +6,8 @@
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::store::{Store, WriteOpts, present};
 use super::resources::Target;
+use super::store::{Store, WriteOpts, present};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchType {
@@ -106,22 +106,24 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, path: &str) {
     }
     for (k, v) in pm {
         if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/")
-            && let (Some(Value::Array(cur)), Some(gone)) = (tm.get_mut(field), v.as_array()) {
-                cur.retain(|x| !gone.contains(x));
-            }
+            && let (Some(Value::Array(cur)), Some(gone)) = (tm.get_mut(field), v.as_array())
+        {
+            cur.retain(|x| !gone.contains(x));
+        }
     }
     for (k, v) in pm {
         if let Some(field) = k.strip_prefix("$setElementOrder/")
-            && let (Some(Value::Array(cur)), Some(order)) = (tm.get_mut(field), v.as_array()) {
-                let key = merge_key(field, path);
-                let pos = |item: &Value| {
-                    order.iter().position(|o| match key {
-                        Some(k) => o.get(k).is_some() && o.get(k) == item.get(k),
-                        None => o == item,
-                    })
-                };
-                cur.sort_by_key(|item| pos(item).unwrap_or(usize::MAX));
-            }
+            && let (Some(Value::Array(cur)), Some(order)) = (tm.get_mut(field), v.as_array())
+        {
+            let key = merge_key(field, path);
+            let pos = |item: &Value| {
+                order.iter().position(|o| match key {
+                    Some(k) => o.get(k).is_some() && o.get(k) == item.get(k),
+                    None => o == item,
+                })
+            };
+            cur.sort_by_key(|item| pos(item).unwrap_or(usize::MAX));
+        }
     }
     if let Some(keep) = pm.get("$retainKeys").and_then(Value::as_array) {
         tm.retain(|k, _| keep.iter().any(|r| r.as_str() == Some(k)) || pm.contains_key(k));
@@ -188,9 +190,7 @@ impl Store {
                     Value::Array(ops) => Value::Array(
                         ops.into_iter()
                             .filter(|op| {
-                                let missing_null_test = op["op"] == "test"
-                                    && op["value"].is_null()
-                                    && op["path"].as_str().is_some_and(|p| doc.pointer(p).is_none());
+                                let missing_null_test = op["op"] == "test" && op["value"].is_null() && op["path"].as_str().is_some_and(|p| doc.pointer(p).is_none());
                                 !missing_null_test
                             })
                             .collect(),

@@ -57,7 +57,14 @@ const OBJECT_META: Fields = &[
 fn fields(message: &str) -> Option<Fields> {
     Some(match message {
         "ObjectMeta" => OBJECT_META,
-        "OwnerReference" => &[(1, "kind", Str, false), (3, "name", Str, false), (4, "uid", Str, false), (5, "apiVersion", Str, false), (6, "controller", Bool, false), (7, "blockOwnerDeletion", Bool, false)],
+        "OwnerReference" => &[
+            (1, "kind", Str, false),
+            (3, "name", Str, false),
+            (4, "uid", Str, false),
+            (5, "apiVersion", Str, false),
+            (6, "controller", Bool, false),
+            (7, "blockOwnerDeletion", Bool, false),
+        ],
         "ManagedFieldsEntry" => &[
             (1, "manager", Str, false),
             (2, "operation", Str, false),
@@ -70,7 +77,9 @@ fn fields(message: &str) -> Option<Fields> {
         "Namespace" => &[(1, "metadata", Msg("ObjectMeta"), false), (2, "spec", Msg("NamespaceSpec"), false), (3, "status", Skip, false)],
         "NamespaceSpec" => &[(1, "finalizers", Str, true)],
         "ConfigMap" => &[(1, "metadata", Msg("ObjectMeta"), false), (2, "data", MapStr, false), (3, "binaryData", MapBytes, false), (4, "immutable", Bool, false)],
-        "Secret" => &[(1, "metadata", Msg("ObjectMeta"), false), (2, "data", MapBytes, false), (3, "type", Str, false), (4, "stringData", MapStr, false), (5, "immutable", Bool, false)],
+        "Secret" => {
+            &[(1, "metadata", Msg("ObjectMeta"), false), (2, "data", MapBytes, false), (3, "type", Str, false), (4, "stringData", MapStr, false), (5, "immutable", Bool, false)]
+        }
         "Service" => &[(1, "metadata", Msg("ObjectMeta"), false), (2, "spec", Msg("ServiceSpec"), false), (3, "status", Skip, false)],
         "ServiceSpec" => &[
             (1, "ports", Msg("ServicePort"), true),
@@ -82,7 +91,14 @@ fn fields(message: &str) -> Option<Fields> {
             (10, "externalName", Str, false),
             (18, "clusterIPs", Str, true),
         ],
-        "ServicePort" => &[(1, "name", Str, false), (2, "protocol", Str, false), (3, "port", Int, false), (4, "targetPort", Msg("IntOrString"), false), (5, "nodePort", IntOmit, false), (6, "appProtocol", Str, false)],
+        "ServicePort" => &[
+            (1, "name", Str, false),
+            (2, "protocol", Str, false),
+            (3, "port", Int, false),
+            (4, "targetPort", Msg("IntOrString"), false),
+            (5, "nodePort", IntOmit, false),
+            (6, "appProtocol", Str, false),
+        ],
         "Deployment" => &[(1, "metadata", Msg("ObjectMeta"), false), (2, "spec", Msg("DeploymentSpec"), false), (3, "status", Skip, false)],
         "DeploymentSpec" => &[
             (1, "replicas", Int, false),
@@ -250,7 +266,13 @@ fn special(message: &str, b: &[u8]) -> Result<Option<Value>, ApiError> {
             json!(t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         }
         "Quantity" => json!(str_field(1).unwrap_or_default()),
-        "IntOrString" => if int_field(1).unwrap_or(0) == 1 { json!(str_field(3).unwrap_or_default()) } else { json!(int_field(2).unwrap_or(0) as i32) },
+        "IntOrString" => {
+            if int_field(1).unwrap_or(0) == 1 {
+                json!(str_field(3).unwrap_or_default())
+            } else {
+                json!(int_field(2).unwrap_or(0) as i32)
+            }
+        }
         "FieldsV1" => fs.iter().find_map(|(k, w)| if let (1, Wire::Bytes(s)) = (*k, w) { serde_json::from_slice(s).ok() } else { None }).unwrap_or(json!({})),
         _ => return Ok(None),
     }))

@@ -106,23 +106,16 @@ fn col(name: &str, type_: &str, json_path: &str) -> Column {
 }
 
 fn age() -> Column {
-    Column { description: "CreationTimestamp is a timestamp representing the server time when this object was created.".into(), ..col("Age", "date", ".metadata.creationTimestamp") }
+    Column {
+        description: "CreationTimestamp is a timestamp representing the server time when this object was created.".into(),
+        ..col("Age", "date", ".metadata.creationTimestamp")
+    }
 }
 
 /// One built-in type: (group, version, plural, kind, namespaced, shortNames,
 /// status subresource, all-category, columns before Age).
 #[allow(clippy::too_many_arguments)]
-fn builtin(
-    group: &str,
-    version: &str,
-    plural: &str,
-    kind: &str,
-    namespaced: bool,
-    short: &[&str],
-    status: bool,
-    all: bool,
-    mut columns: Vec<Column>,
-) -> ResourceType {
+fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, short: &[&str], status: bool, all: bool, mut columns: Vec<Column>) -> ResourceType {
     columns.push(age());
     ResourceType {
         group: group.into(),
@@ -158,7 +151,17 @@ pub fn builtins() -> Vec<ResourceType> {
             vec![col("Type", "string", ".type"), col("Reason", "string", ".reason"), col("Object", "string", ".involvedObject.name"), col("Message", "string", ".message")],
         ),
         builtin("", "v1", "services", "Service", true, &["svc"], true, true, vec![col("Type", "string", ".spec.type"), col("Cluster-IP", "string", ".spec.clusterIP")]),
-        builtin("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, &["pvc"], true, false, vec![col("Status", "string", ".status.phase"), col("Volume", "string", ".spec.volumeName")]),
+        builtin(
+            "",
+            "v1",
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            true,
+            &["pvc"],
+            true,
+            false,
+            vec![col("Status", "string", ".status.phase"), col("Volume", "string", ".spec.volumeName")],
+        ),
         builtin("", "v1", "nodes", "Node", false, &["no"], true, false, vec![col("Ready", "string", ready)]),
         builtin(
             "apps",
@@ -171,9 +174,39 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             vec![col("Replicas", "integer", ".spec.replicas"), col("Ready", "integer", ".status.readyReplicas"), col("Available", "integer", ".status.availableReplicas")],
         ),
-        builtin("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"], true, true, vec![col("Desired", "integer", ".spec.replicas"), col("Ready", "integer", ".status.readyReplicas")]),
-        builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], true, true, vec![col("Replicas", "integer", ".spec.replicas"), col("Ready", "integer", ".status.readyReplicas")]),
-        builtin("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], true, true, vec![col("Desired", "integer", ".status.desiredNumberScheduled"), col("Ready", "integer", ".status.numberReady")]),
+        builtin(
+            "apps",
+            "v1",
+            "replicasets",
+            "ReplicaSet",
+            true,
+            &["rs"],
+            true,
+            true,
+            vec![col("Desired", "integer", ".spec.replicas"), col("Ready", "integer", ".status.readyReplicas")],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "statefulsets",
+            "StatefulSet",
+            true,
+            &["sts"],
+            true,
+            true,
+            vec![col("Replicas", "integer", ".spec.replicas"), col("Ready", "integer", ".status.readyReplicas")],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "daemonsets",
+            "DaemonSet",
+            true,
+            &["ds"],
+            true,
+            true,
+            vec![col("Desired", "integer", ".status.desiredNumberScheduled"), col("Ready", "integer", ".status.numberReady")],
+        ),
         builtin("batch", "v1", "jobs", "Job", true, &[], true, true, vec![col("Succeeded", "integer", ".status.succeeded"), col("Failed", "integer", ".status.failed")]),
         builtin(
             "batch",
@@ -235,12 +268,7 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
             .filter(|c| !c.is_empty())
             // A CRD without printer columns shows Name and Age.
             .unwrap_or_else(|| vec![age()]);
-        versions.push(VersionInfo {
-            name: s(v, "name")?,
-            status: v.pointer("/subresources/status").is_some(),
-            columns,
-            schema: v.pointer("/schema/openAPIV3Schema").cloned(),
-        });
+        versions.push(VersionInfo { name: s(v, "name")?, status: v.pointer("/subresources/status").is_some(), columns, schema: v.pointer("/schema/openAPIV3Schema").cloned() });
     }
     if versions.is_empty() {
         return None;

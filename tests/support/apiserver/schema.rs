@@ -39,9 +39,10 @@ fn walk(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>,
             if let Some(props) = props {
                 for (k, ps) in props {
                     if !map.contains_key(k)
-                        && let Some(d) = ps.get("default") {
-                            map.insert(k.clone(), d.clone());
-                        }
+                        && let Some(d) = ps.get("default")
+                    {
+                        map.insert(k.clone(), d.clone());
+                    }
                 }
             }
             let keys: Vec<String> = map.keys().cloned().collect();

@@ -71,7 +71,7 @@ pub struct Store {
     rv: u64,
     builtins: Vec<ResourceType>,
     types: Vec<ResourceType>,
-    objects: BTreeMap<Key, BTreeMap<(String, String), Value>>,
+    pub(super) objects: BTreeMap<Key, BTreeMap<(String, String), Value>>,
     history: VecDeque<Arc<Event>>,
     /// Events up to this resourceVersion are no longer in `history`.
     compacted: u64,
@@ -82,15 +82,15 @@ pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+pub(super) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-fn finalizers(obj: &Value) -> Vec<String> {
+pub(super) fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers").and_then(Value::as_array).map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
-fn owner_uids(obj: &Value) -> Vec<String> {
+pub(super) fn owner_uids(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|r| r.get("uid").and_then(Value::as_str).map(String::from)).collect())
@@ -99,12 +99,7 @@ fn owner_uids(obj: &Value) -> Vec<String> {
 
 /// DNS-1123 subdomain (or label, for namespaces).
 fn valid_name(name: &str, label: bool) -> bool {
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !p.starts_with('-')
-            && !p.ends_with('-')
-    };
+    let part_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') && !p.starts_with('-') && !p.ends_with('-');
     if label { name.len() <= 63 && part_ok(name) } else { name.len() <= 253 && name.split('.').all(part_ok) }
 }
 
@@ -210,7 +205,7 @@ impl Store {
         Some(Target { rt: rt.clone(), version: v })
     }
 
-    fn target_for(&self, key: &Key) -> Option<Target> {
+    pub(super) fn target_for(&self, key: &Key) -> Option<Target> {
         self.resolve(&key.0, "", &key.1)
     }
 
@@ -241,7 +236,7 @@ impl Store {
         self.raw(&t.key(), ns, name).map(|o| present(t, o)).ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))
     }
 
-    fn commit(&mut self, key: &Key, ns: &str, name: &str, mut obj: Value, type_: EventType) -> Value {
+    pub(super) fn commit(&mut self, key: &Key, ns: &str, name: &str, mut obj: Value, type_: EventType) -> Value {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let slot = self.objects.entry(key.clone()).or_default();
@@ -264,9 +259,10 @@ impl Store {
         let mut types = self.builtins.clone();
         for crd in self.all(&("apiextensions.k8s.io".into(), "customresourcedefinitions".into()), None) {
             if let Some(rt) = resources::from_crd(crd)
-                && !types.iter().any(|t| t.group == rt.group && t.plural == rt.plural) {
-                    types.push(rt);
-                }
+                && !types.iter().any(|t| t.group == rt.group && t.plural == rt.plural)
+            {
+                types.push(rt);
+            }
         }
         self.types = types;
     }
@@ -276,13 +272,15 @@ impl Store {
             return Err(ApiError::bad_request("the body of the request is not a JSON object"));
         }
         if let Some(v) = obj.get("apiVersion").and_then(Value::as_str).filter(|v| !v.is_empty())
-            && v != t.api_version() {
-                return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({})", t.api_version())));
-            }
+            && v != t.api_version()
+        {
+            return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({})", t.api_version())));
+        }
         if let Some(k) = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty())
-            && k != t.rt.kind {
-                return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", t.rt.kind)));
-            }
+            && k != t.rt.kind
+        {
+            return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", t.rt.kind)));
+        }
         if obj.get("metadata").is_some_and(|m| !m.is_object()) {
             return Err(ApiError::bad_request("metadata must be an object"));
         }
@@ -317,7 +315,12 @@ impl Store {
             name = format!("{prefix}{}", (0..5).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect::<String>());
         }
         if !valid_name(&name, t.is("", "namespaces")) {
-            return Err(ApiError::invalid(&g, &kind, &name, &format!("metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'")));
+            return Err(ApiError::invalid(
+                &g,
+                &kind,
+                &name,
+                &format!("metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"),
+            ));
         }
         let ns = if t.rt.namespaced {
             let body_ns = meta_str(&obj, "namespace").unwrap_or_default();
@@ -388,13 +391,15 @@ impl Store {
         let old = self.raw(&t.key(), ns, name).cloned().ok_or_else(|| ApiError::not_found(&g, &p, name))?;
         Self::check_type(t, &incoming)?;
         if let Some(n) = meta_str(&incoming, "name")
-            && n != name {
-                return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
-            }
+            && n != name
+        {
+            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+        }
         if let Some(rv) = meta_str(&incoming, "resourceVersion")
-            && Some(rv) != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::stale(&g, &p, name));
-            }
+            && Some(rv) != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::stale(&g, &p, name));
+        }
         let mut new = if opts.status && t.status_enabled() {
             let mut n = old.clone();
             set_or_remove(&mut n, "status", incoming.get("status").cloned());
@@ -461,15 +466,18 @@ impl Store {
         let ns = if t.rt.namespaced { ns } else { "" };
         let old = self.raw(&t.key(), ns, name).cloned().ok_or_else(|| ApiError::not_found(&g, &p, name))?;
         if let Some(uid) = &opts.uid
-            && Some(uid.as_str()) != meta_str(&old, "uid") {
-                let why = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&old, "uid").unwrap_or_default());
-                return Err(ApiError::conflict(&g, &p, name, &why));
-            }
+            && Some(uid.as_str()) != meta_str(&old, "uid")
+        {
+            let why = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&old, "uid").unwrap_or_default());
+            return Err(ApiError::conflict(&g, &p, name, &why));
+        }
         if let Some(rv) = &opts.resource_version
-            && Some(rv.as_str()) != meta_str(&old, "resourceVersion") {
-                let why = format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta_str(&old, "resourceVersion").unwrap_or_default());
-                return Err(ApiError::conflict(&g, &p, name, &why));
-            }
+            && Some(rv.as_str()) != meta_str(&old, "resourceVersion")
+        {
+            let why =
+                format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta_str(&old, "resourceVersion").unwrap_or_default());
+            return Err(ApiError::conflict(&g, &p, name, &why));
+        }
         let pending = !finalizers(&old).is_empty();
         if opts.dry_run {
             return Ok((present(t, &old), !pending));
@@ -491,96 +499,8 @@ impl Store {
             if !is_namespace {
                 return Ok((present(t, &cur), false));
             }
-            // The namespace controller's work: delete everything inside, then the namespace.
-            let contents: Vec<(Key, String)> =
-                self.objects.iter().flat_map(|(k, m)| m.keys().filter(|(n, _)| n == name).map(|(_, obj)| (k.clone(), obj.clone())).collect::<Vec<_>>()).collect();
-            for (key, obj) in contents {
-                if let Some(target) = self.target_for(&key) {
-                    let _ = self.delete(&target, name, &obj, &DeleteOpts::default());
-                }
-            }
-            // The last deletion inside finalizes the namespace; an empty one is finalized here.
-            return Ok(match self.finalize_namespace(name) {
-                Some(gone) => (present(t, &gone), true),
-                None => match self.raw(&t.key(), "", name) {
-                    Some(still) => (present(t, still), false),
-                    None => (present(t, &cur), true),
-                },
-            });
+            return Ok(self.terminate_namespace(t, name, cur));
         }
         Ok((present(t, &self.remove(&t.key(), ns, name, old, opts.orphan)), true))
-    }
-
-    /// Removes a terminating namespace once nothing is left in it.
-    fn finalize_namespace(&mut self, ns: &str) -> Option<Value> {
-        let key: Key = ("".into(), "namespaces".into());
-        let n = self.raw(&key, "", ns)?.clone();
-        if meta_str(&n, "deletionTimestamp").is_none() || !finalizers(&n).is_empty() {
-            return None;
-        }
-        if self.objects.values().any(|m| m.keys().any(|(o, _)| o == ns)) {
-            return None;
-        }
-        Some(self.remove(&key, "", ns, n, false))
-    }
-
-    /// Really deletes (a DELETED event with `last`), then what depended on it.
-    fn remove(&mut self, key: &Key, ns: &str, name: &str, last: Value, orphan: bool) -> Value {
-        let uid = meta_str(&last, "uid").unwrap_or_default().to_string();
-        let gone = self.commit(key, ns, name, last, EventType::Deleted);
-        if key.0 == "apiextensions.k8s.io" && key.1 == "customresourcedefinitions" {
-            // Its custom resources go with it (finalizers on them are not waited for).
-            let group = gone.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-            let plural = gone.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-            let cr_key: Key = (group.into(), plural.into());
-            let names: Vec<(String, String)> = self.objects.get(&cr_key).map(|m| m.keys().cloned().collect()).unwrap_or_default();
-            for (n, o) in names {
-                if let Some(obj) = self.raw(&cr_key, &n, &o).cloned() {
-                    self.remove(&cr_key, &n, &o, obj, false);
-                }
-            }
-        }
-        self.collect_garbage(&uid, orphan);
-        if !ns.is_empty() {
-            self.finalize_namespace(ns);
-        }
-        gone
-    }
-
-    /// The garbage collector, run at once: dependents whose owners are all gone are deleted
-    /// (background propagation; their own finalizers are honoured); dependents with a remaining
-    /// owner, or orphaned ones, only lose the dangling reference.
-    fn collect_garbage(&mut self, owner_uid: &str, orphan: bool) {
-        if owner_uid.is_empty() {
-            return;
-        }
-        let dependents: Vec<(Key, String, String)> = self
-            .objects
-            .iter()
-            .flat_map(|(k, m)| m.iter().filter(|(_, o)| owner_uids(o).iter().any(|u| u == owner_uid)).map(|((n, o), _)| (k.clone(), n.clone(), o.clone())).collect::<Vec<_>>())
-            .collect();
-        for (key, ns, name) in dependents {
-            let Some(obj) = self.raw(&key, &ns, &name).cloned() else { continue };
-            let live: BTreeSet<String> = self.objects.values().flat_map(|m| m.values()).filter_map(|o| meta_str(o, "uid").map(String::from)).collect();
-            let remaining: Vec<Value> = obj
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|r| r.get("uid").and_then(Value::as_str).is_some_and(|u| u != owner_uid && (orphan || live.contains(u))))
-                .cloned()
-                .collect();
-            if orphan || !remaining.is_empty() {
-                let mut updated = obj.clone();
-                if remaining.is_empty() {
-                    updated["metadata"].as_object_mut().expect("metadata").remove("ownerReferences");
-                } else {
-                    updated["metadata"]["ownerReferences"] = json!(remaining);
-                }
-                self.commit(&key, &ns, &name, updated, EventType::Modified);
-            } else if let Some(t) = self.target_for(&key) {
-                let _ = self.delete(&t, &ns, &name, &DeleteOpts::default());
-            }
-        }
     }
 }

@@ -146,7 +146,9 @@ pub fn partial_list(items: &[Value], rv: u64) -> Value {
 /// watch events after the first).
 pub fn table(t: &Target, objects: &[Value], include_object: &str, rv: u64, with_columns: bool) -> Value {
     let columns = &t.info().columns;
-    let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically.", "priority": 0})];
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically.", "priority": 0}),
+    ];
     defs.extend(columns.iter().map(|c| json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority})));
     let rows: Vec<Value> = objects
         .iter()
