@@ -16,7 +16,7 @@
 //! tests mount host directories at their own paths); no restarts, probes or resource limits.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,12 +71,11 @@ async fn env_of(client: &Client, ns: &str, c: &Container) -> Vec<(String, String
     for e in c.env.iter().flatten() {
         if let Some(v) = &e.value {
             out.push((e.name.clone(), v.clone()));
-        } else if let Some(sel) = e.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref()) {
-            if let Ok(s) = secrets.get(&sel.name).await {
-                if let Some(v) = s.data.as_ref().and_then(|d| d.get(&sel.key)) {
-                    out.push((e.name.clone(), String::from_utf8_lossy(&v.0).to_string()));
-                }
-            }
+        } else if let Some(sel) = e.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref())
+            && let Ok(s) = secrets.get(&sel.name).await
+            && let Some(v) = s.data.as_ref().and_then(|d| d.get(&sel.key))
+        {
+            out.push((e.name.clone(), String::from_utf8_lossy(&v.0).to_string()));
         }
     }
     out
@@ -151,14 +150,14 @@ async fn deployments(client: &Client, ns: &str, images: &Images, state: &Mutex<B
         let hash = template_hash(&d);
         let mut running = state.lock().await;
         let current = running.get(&name).map(|r| r.hash.clone());
-        if want == 0 || current.as_deref().is_some_and(|h| h != hash) {
-            if let Some(mut old) = running.remove(&name) {
-                if let Some(pid) = old.child.id() {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(5), old.child.wait()).await;
-                let _ = pods.delete(&format!("{name}-{}", old.hash), &DeleteParams::default()).await;
+        if (want == 0 || current.as_deref().is_some_and(|h| h != hash))
+            && let Some(mut old) = running.remove(&name)
+        {
+            if let Some(pid) = old.child.id() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
             }
+            let _ = tokio::time::timeout(Duration::from_secs(5), old.child.wait()).await;
+            let _ = pods.delete(&format!("{name}-{}", old.hash), &DeleteParams::default()).await;
         }
         if want == 1 && !running.contains_key(&name) {
             let spec = d.spec.template.spec.clone().unwrap_or_default();
@@ -302,6 +301,5 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
         ..Default::default()
     };
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
-    let _ = Path::new(&termination);
     Ok(())
 }
