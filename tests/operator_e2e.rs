@@ -253,6 +253,11 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
     assert!(tags.contains(&"build-101".to_string()), "in use, so kept: {tags:?}");
     assert!(!tags.contains(&"build-102".to_string()), "old and unused, so deleted: {tags:?}");
 
+    // Nothing of the run is left behind but its Job (which has a TTL).
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(cluster.server.client(), "registry");
+    let left: Vec<String> = configmaps.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|c| c.metadata.name).filter(|n| n.starts_with("regsweep-")).collect();
+    assert!(left.is_empty(), "run ConfigMaps left: {left:?}");
+
     // Metrics and probes.
     let get = |path: &str| reqwest::get(format!("http://{listen}{path}"));
     assert_eq!(get("/livez").await.unwrap().status(), 200);

@@ -369,6 +369,11 @@ async fn finish(p: &RegistryCleanupPolicy, ctx: &Context, mut status: RegistryCl
         let patch: json_patch::Patch = serde_json::from_value(lock::release(&lock::lock_value(&p.name_any(), &run.id))).expect("patch");
         let _ = Api::<Deployment>::namespaced(ctx.client.clone(), &ns).patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await;
     }
+    // The run's ConfigMap has served its Job; the Job itself goes with its TTL.
+    if run.job.is_some() {
+        let name = job::job_name(&p.name_any(), &run.id);
+        let _ = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns).delete(&name, &DeleteParams::default()).await;
+    }
     let outcome = run.outcome.clone().unwrap_or_default();
     let read_only_seconds = run.frozen_at.map(|t| (now - t).num_seconds()).unwrap_or(0);
     let summary = RunSummary {
