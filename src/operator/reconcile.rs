@@ -136,7 +136,7 @@ async fn start_run(p: &RegistryCleanupPolicy, ctx: &Context, mut status: Registr
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let dry_run = p.spec.dry_run;
     if !dry_run {
-        take_lock(ctx, &ns, &deploy, &lock::lock_value(&p.name_any(), &id)).await?;
+        take_lock(ctx, &ns, &deploy, &lock::lock_value(&p.name_any(), &id, Utc::now())).await?;
     }
     let now = Utc::now();
     status.run = Some(RunState {
@@ -171,21 +171,25 @@ fn progressing(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPoli
     conditions::set(&mut status.conditions, READY, false, phase, message, generation, now);
 }
 
-/// Takes the Deployment's run lock; a holder whose policy no longer runs that run is stale.
+/// Takes the Deployment's run lock; a stale holder (see [`lock::is_stale`]) is taken over.
 async fn take_lock(ctx: &Context, ns: &str, deploy: &Deployment, value: &str) -> Result<(), Error> {
-    if let Some(holder) = lock::holder(deploy) {
-        if holder == value {
-            return Ok(());
+    if let Some(current) = lock::holder(deploy) {
+        let holder = lock::parse(current);
+        let other = Api::<RegistryCleanupPolicy>::namespaced(ctx.client.clone(), ns).get_opt(holder.policy).await?;
+        let run = other.map(|o| o.status.and_then(|s| s.run).map(|r| r.id));
+        if !lock::is_stale(&holder, run.as_ref().map(|r| r.as_deref()), Utc::now()) {
+            return Err(Error::Locked { deployment: deploy.name_any(), holder: current.to_string() });
         }
-        let (policy, run) = holder.split_once('/').unwrap_or((holder, ""));
-        let other = Api::<RegistryCleanupPolicy>::namespaced(ctx.client.clone(), ns).get_opt(policy).await?;
-        let alive = other.and_then(|o| o.status).and_then(|s| s.run).is_some_and(|r| r.id == run);
-        if alive {
-            return Err(Error::Locked { deployment: deploy.name_any(), holder: holder.to_string() });
-        }
-        tracing::warn!(deployment = %deploy.name_any(), stale = holder, "taking over a stale registry lock");
+        tracing::warn!(deployment = %deploy.name_any(), stale = current, "taking over a stale registry lock");
     }
-    patch_json(ctx, ns, &deploy.name_any(), lock::acquire(deploy, value)).await
+    match patch_json(ctx, ns, &deploy.name_any(), lock::acquire(deploy, value)).await {
+        // The guard failed: someone changed the Deployment since we read it (most likely
+        // another run taking the lock first).
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 || e.code == 422 => {
+            Err(Error::Locked { deployment: deploy.name_any(), holder: "a run that took it first".into() })
+        }
+        other => other,
+    }
 }
 
 async fn patch_json(ctx: &Context, ns: &str, name: &str, patch: Value) -> Result<(), Error> {
@@ -365,9 +369,15 @@ async fn finish(p: &RegistryCleanupPolicy, ctx: &Context, mut status: RegistryCl
     if !run.dry_run
         && let Some(name) = &p.spec.registry.deployment
     {
-        // Only this run's lock; a failed test means it is not ours any more.
-        let patch: json_patch::Patch = serde_json::from_value(lock::release(&lock::lock_value(&p.name_any(), &run.id))).expect("patch");
-        let _ = Api::<Deployment>::namespaced(ctx.client.clone(), &ns).patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await;
+        // Only this run's lock; the guarded patch fails if it is not ours any more.
+        let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
+        if let Some(current) = deployments.get_opt(name).await?.as_ref().and_then(lock::holder).map(str::to_string) {
+            let holder = lock::parse(&current);
+            if holder.policy == p.name_any() && holder.run_id == run.id {
+                let patch: json_patch::Patch = serde_json::from_value(lock::release(&current)).expect("patch");
+                let _ = deployments.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await;
+            }
+        }
     }
     // The run's ConfigMap has served its Job; the Job itself goes with its TTL.
     if run.job.is_some() {

@@ -96,7 +96,7 @@ pub async fn run_with_client(client: Client, opts: OperatorOptions) -> anyhow::R
         // A locked Deployment wakes the policy that holds it (its rollout is what a run waits for).
         .watches(Api::<Deployment>::all(client.clone()), watcher::Config::default(), |d| {
             let ns = d.metadata.namespace.clone();
-            lock::holder(&d).and_then(|h| h.split_once('/')).map(|(policy, _)| ObjectRef::new(policy).within(ns.as_deref().unwrap_or_default()))
+            lock::holder(&d).map(|h| ObjectRef::new(lock::parse(h).policy).within(ns.as_deref().unwrap_or_default()))
         })
         .shutdown_on_signal();
     // Ready once policies can be listed: the API answers and the CRD is installed.
