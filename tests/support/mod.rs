@@ -231,45 +231,21 @@ pub struct PushedImage {
     pub layers: Vec<Digest>,
 }
 
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rand::rng().fill_bytes(&mut v);
-    v
+fn format(kind: ImageKind) -> regsweep::fixture::Format {
+    match kind {
+        ImageKind::Docker => regsweep::fixture::Format::Docker,
+        ImageKind::Oci => regsweep::fixture::Format::Oci,
+    }
 }
 
-/// Pushes an image of `layers` random layers (256–1023 bytes each) and a minimal valid
-/// config, tagged `tag` (or untagged, by digest, when `tag` is empty).
+/// Pushes an image of `layers` random layers (256–1023 bytes each) through the library's
+/// fixture, tagged `tag` (or untagged, by digest, when `tag` is empty).
 pub async fn push_image_full(client: &RegistryClient, repo: &str, tag: &str, kind: ImageKind, layers: usize) -> PushedImage {
-    let mut layer_descriptors = Vec::new();
-    let mut layer_digests = Vec::new();
-    let layer_type = if kind == ImageKind::Docker { media::DOCKER_LAYER } else { media::OCI_LAYER };
-    for _ in 0..layers {
-        let bytes = random_bytes(256 + (rand::rng().next_u32() % 768) as usize);
-        let digest = client.push_blob(repo, &bytes).await.expect("push a layer");
-        layer_descriptors.push(json!({"mediaType": layer_type, "size": bytes.len(), "digest": digest}));
-        layer_digests.push(digest);
-    }
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": layer_digests},
-        "config": {},
-    }))
-    .expect("json");
-    let config_digest = client.push_blob(repo, &config).await.expect("push the config");
-    let config_type = if kind == ImageKind::Docker { media::DOCKER_CONFIG } else { media::OCI_CONFIG };
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": kind.manifest_type(),
-        "config": {"mediaType": config_type, "size": config.len(), "digest": config_digest},
-        "layers": layer_descriptors,
-    }))
-    .expect("json");
-    let digest = Digest::of(&manifest);
-    let reference = if tag.is_empty() { digest.to_string() } else { tag.to_string() };
-    let stored = client.put_manifest(repo, &reference, kind.manifest_type(), &manifest).await.expect("push the manifest");
-    assert_eq!(stored, digest);
-    PushedImage { digest, media_type: kind.manifest_type(), size: manifest.len() as u64, config: config_digest, layers: layer_digests }
+    let sizes: Vec<usize> = (0..layers).map(|_| 256 + (rand::rng().next_u32() % 768) as usize).collect();
+    let tag = (!tag.is_empty()).then_some(tag);
+    let pushed = regsweep::fixture::push_image(client, repo, tag, format(kind), &sizes, &[]).await.expect("push an image");
+    let (config, layers) = pushed.blobs.split_first().expect("a config blob");
+    PushedImage { digest: pushed.digest, media_type: kind.manifest_type(), size: pushed.size as u64, config: config.clone(), layers: layers.to_vec() }
 }
 
 /// [`push_image_full`], returning the manifest digest.
@@ -280,10 +256,10 @@ pub async fn push_image(client: &RegistryClient, repo: &str, tag: &str, kind: Im
 /// Pushes an OCI index or Docker manifest list over already pushed children, given as
 /// (digest, media type, size, architecture).
 pub async fn push_index(client: &RegistryClient, repo: &str, tag: &str, children: &[(Digest, &str, u64, &str)], kind: ImageKind) -> Digest {
-    let manifests: Vec<_> = children
+    let pushed: Vec<regsweep::fixture::Pushed> = children
         .iter()
-        .map(|(digest, media_type, size, arch)| json!({"mediaType": media_type, "size": size, "digest": digest, "platform": {"architecture": arch, "os": "linux"}}))
+        .map(|(digest, media_type, size, _)| regsweep::fixture::Pushed { digest: digest.clone(), media_type: media_type.to_string(), size: *size as usize, blobs: Vec::new() })
         .collect();
-    let body = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": kind.index_type(), "manifests": manifests})).expect("json");
-    client.put_manifest(repo, tag, kind.index_type(), &body).await.expect("push the index")
+    let with_arch: Vec<(&regsweep::fixture::Pushed, &str)> = pushed.iter().zip(children).map(|(p, c)| (p, c.3)).collect();
+    regsweep::fixture::push_index(client, repo, tag, format(kind), &with_arch).await.expect("push the index").digest
 }
