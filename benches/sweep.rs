@@ -41,7 +41,9 @@ async fn run() -> anyhow::Result<()> {
     let jobs = (0..REPOSITORIES).flat_map(|r| (0..TAGS_PER_REPOSITORY).map(move |t| (r, t)));
     let mut pushes = futures::stream::iter(jobs.map(|(r, t)| {
         let client = client.clone();
-        async move { push_image(&client, &format!("bench/team-{}/app-{r}", r % 10), Some(&format!("build-{t}")), Format::Docker, &[512], &[]).await }
+        async move {
+            push_image(&client, &format!("bench/team-{}/app-{r}", r % 10), Some(&format!("build-{t}")), Format::Docker, &[512], &[]).await
+        }
     }))
     .buffer_unordered(16);
     while let Some(r) = pushes.next().await {
@@ -63,7 +65,11 @@ async fn run() -> anyhow::Result<()> {
         (0..3)
             .map(|_| {
                 let t = Instant::now();
-                let out = Command::new(&reg.bin).args(["garbage-collect", "--dry-run"]).arg(reg.config_path()).output().expect("garbage-collect runs");
+                let out = Command::new(&reg.bin)
+                    .args(["garbage-collect", "--dry-run"])
+                    .arg(reg.config_path())
+                    .output()
+                    .expect("garbage-collect runs");
                 assert!(out.status.success(), "garbage-collect --dry-run failed: {}", String::from_utf8_lossy(&out.stderr));
                 t.elapsed()
             })
@@ -134,7 +140,10 @@ async fn run() -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(results)?;
     if fresh {
         writeln!(f, "# Benchmark results\n\nCommand: `cargo bench --bench sweep` (goals in `benches/sweep.rs`).\n")?;
-        writeln!(f, "| date | machine | repos×tags | gc --dry-run | snapshot+plan | ratio (goal ≤ 0.5) | deletes (goal ≥ 400/s) | maintenance peak RSS (goal < 100 MiB) | maintenance wall |")?;
+        writeln!(
+            f,
+            "| date | machine | repos×tags | gc --dry-run | snapshot+plan | ratio (goal ≤ 0.5) | deletes (goal ≥ 400/s) | maintenance peak RSS (goal < 100 MiB) | maintenance wall |"
+        )?;
         writeln!(f, "|---|---|---|---|---|---|---|---|---|")?;
     }
     writeln!(f, "{row}")?;

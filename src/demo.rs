@@ -104,7 +104,9 @@ pub async fn fill(client: &RegistryClient, layout: &Layout) -> anyhow::Result<()
         set_manifest_pushed(layout, "team-a/api", &img.digest, days(age))?;
         if n == 103 {
             // `stable` shares build-103's digest; keepLatest would drop build-103, not `stable`.
-            client.put_manifest("team-a/api", "stable", &img.media_type, &client.get_manifest("team-a/api", img.digest.as_str()).await?.body).await?;
+            client
+                .put_manifest("team-a/api", "stable", &img.media_type, &client.get_manifest("team-a/api", img.digest.as_str()).await?.body)
+                .await?;
             set_tag_pushed(layout, "team-a/api", "stable", days(1))?;
         }
     }

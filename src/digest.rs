@@ -13,9 +13,7 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| format!("digest {s:?} is not of the form sha256:<hex>"))?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("digest {s:?} is not of the form sha256:<hex>"))?;
         Self::from_hex(hex).map_err(|_| format!("digest {s:?} is not of the form sha256:<64 lowercase hex>"))
     }
 
@@ -102,9 +100,6 @@ mod tests {
         assert!(Digest::parse("sha256:abc").is_err());
         assert!(Digest::parse("sha512:".to_string().as_str()).is_err());
         assert!(Digest::parse(&format!("sha256:{}", "A".repeat(64))).is_err());
-        assert_eq!(
-            d.as_str(),
-            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
+        assert_eq!(d.as_str(), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
     }
 }

@@ -78,7 +78,13 @@ pub async fn push_image(
 }
 
 /// Pushes an index (OCI) or manifest list (Docker) over already pushed platform images.
-pub async fn push_index(client: &RegistryClient, repo: &str, tag: &str, format: Format, children: &[(&Pushed, &str)]) -> Result<Pushed, RegistryError> {
+pub async fn push_index(
+    client: &RegistryClient,
+    repo: &str,
+    tag: &str,
+    format: Format,
+    children: &[(&Pushed, &str)],
+) -> Result<Pushed, RegistryError> {
     let media_type = match format {
         Format::Docker => media::DOCKER_MANIFEST_LIST,
         Format::Oci => media::OCI_INDEX,
@@ -98,7 +104,10 @@ pub async fn push_index(client: &RegistryClient, repo: &str, tag: &str, format: 
 
 /// Pushes a cosign-style signature of `subject`: an OCI manifest tagged `sha256-<hex>.sig`.
 pub async fn push_signature(client: &RegistryClient, repo: &str, subject: &Digest) -> Result<Pushed, RegistryError> {
-    let payload = serde_json::to_vec(&json!({"critical": {"image": {"docker-manifest-digest": subject.to_string()}, "type": "cosign container image signature"}})).expect("json");
+    let payload = serde_json::to_vec(
+        &json!({"critical": {"image": {"docker-manifest-digest": subject.to_string()}, "type": "cosign container image signature"}}),
+    )
+    .expect("json");
     let layer = client.push_blob(repo, &payload).await?;
     let config = b"{}".to_vec();
     let config_digest = client.push_blob(repo, &config).await?;

@@ -209,7 +209,10 @@ impl<'a> Walk<'a> {
                 self.client.fetch_blob_verified(repo, &digest).await
             };
             let findings = match fetched {
-                Ok(size) => size_problem(&format!("blob {digest}"), desc.size, size).map(|problem| Finding { digest: Some(digest.clone()), problem }).into_iter().collect(),
+                Ok(size) => size_problem(&format!("blob {digest}"), desc.size, size)
+                    .map(|problem| Finding { digest: Some(digest.clone()), problem })
+                    .into_iter()
+                    .collect(),
                 Err(e) => finding(e, Some(digest.clone()))?,
             };
             Ok(Arc::new(findings))
@@ -226,7 +229,12 @@ pub async fn verify_tags(client: &RegistryClient, tags: &[(String, String)]) -> 
         let walk = &walk;
         async move {
             let findings = walk.tag(repo, tag).await?;
-            Ok::<_, RegistryError>(findings.into_iter().map(|f| VerifyProblem { repository: repo.clone(), tag: tag.clone(), digest: f.digest, problem: f.problem }))
+            Ok::<_, RegistryError>(findings.into_iter().map(|f| VerifyProblem {
+                repository: repo.clone(),
+                tag: tag.clone(),
+                digest: f.digest,
+                problem: f.problem,
+            }))
         }
     })
     .await?;
@@ -239,7 +247,14 @@ pub async fn verify_tags(client: &RegistryClient, tags: &[(String, String)]) -> 
         blobs: walk.blob_count.load(Ordering::Relaxed),
         problems: problems.into_iter().collect(),
     };
-    tracing::info!(repositories = report.repositories, tags = report.tags, manifests = report.manifests, blobs = report.blobs, problems = report.problems.len(), "verified");
+    tracing::info!(
+        repositories = report.repositories,
+        tags = report.tags,
+        manifests = report.manifests,
+        blobs = report.blobs,
+        problems = report.problems.len(),
+        "verified"
+    );
     Ok(report)
 }
 

@@ -11,7 +11,9 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -113,7 +115,8 @@ async fn configmap_crud_conflicts_and_status_errors() {
     assert_eq!((missing.code, missing.reason.as_str()), (404, "NotFound"));
 
     // Errors are Status objects, on the wire too.
-    let body: Value = reqwest::get(format!("{}/apis/apps/v1/namespaces/default/deployments/nope", server.url())).await.unwrap().json().await.unwrap();
+    let body: Value =
+        reqwest::get(format!("{}/apis/apps/v1/namespaces/default/deployments/nope", server.url())).await.unwrap().json().await.unwrap();
     assert_eq!(body["kind"], "Status");
     assert_eq!(body["apiVersion"], "v1");
     assert_eq!(body["status"], "Failure");
@@ -160,7 +163,10 @@ async fn crd_generation_status_subresource_and_discovery() {
     assert_eq!(w.metadata.generation, Some(2));
 
     // Status goes through /status only, and changes nothing else.
-    let w = api.patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Ready"}, "spec": {"size": 9}}))).await.unwrap();
+    let w = api
+        .patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Ready"}, "spec": {"size": 9}})))
+        .await
+        .unwrap();
     assert_eq!(w.data["status"]["phase"], "Ready");
     assert_eq!(w.data["spec"]["size"], 3);
     assert_eq!(w.metadata.generation, Some(2));
@@ -177,7 +183,9 @@ async fn crd_generation_status_subresource_and_discovery() {
     assert_eq!(e.code, 409);
 
     // Direct helpers see and make the same state.
-    server.put_status("tests.regsweep.dev/v1/widgets", "default", "w", json!({"phase": "Done", "lastRun": {"result": "Succeeded"}})).unwrap();
+    server
+        .put_status("tests.regsweep.dev/v1/widgets", "default", "w", json!({"phase": "Done", "lastRun": {"result": "Succeeded"}}))
+        .unwrap();
     assert_eq!(api.get("w").await.unwrap().data["status"]["lastRun"]["result"], "Succeeded");
     assert_eq!(server.get("tests.regsweep.dev/v1/widgets", "default", "w").unwrap()["metadata"]["generation"], 2);
 
@@ -218,7 +226,11 @@ async fn finalizers_deletion_timestamp_and_garbage_collection() {
     assert!(api.get("child").await.is_ok(), "the owner still exists");
 
     // No new finalizers while deleting.
-    let e = api_error(api.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["test/hold", "test/more"]}}))).await.unwrap_err());
+    let e = api_error(
+        api.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["test/hold", "test/more"]}})))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
 
     // Emptying the finalizers completes the deletion, and the dependents go with it.
@@ -249,12 +261,17 @@ async fn merge_json_strategic_and_apply_patches() {
     let server = ApiServer::start().await;
     let client = server.client();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "p"}, "data": {"a": "1", "b": "2"}})).unwrap()).await.unwrap();
+    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "p"}, "data": {"a": "1", "b": "2"}})).unwrap())
+        .await
+        .unwrap();
 
     let merged = api.patch("p", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": null, "c": "3"}}))).await.unwrap();
     assert_eq!(merged.data.unwrap(), [("b".to_string(), "2".to_string()), ("c".to_string(), "3".to_string())].into());
 
-    let ops: json_patch::Patch = serde_json::from_value(json!([{"op": "replace", "path": "/data/b", "value": "20"}, {"op": "add", "path": "/data/d", "value": "4"}])).unwrap();
+    let ops: json_patch::Patch = serde_json::from_value(
+        json!([{"op": "replace", "path": "/data/b", "value": "20"}, {"op": "add", "path": "/data/d", "value": "4"}]),
+    )
+    .unwrap();
     let patched = api.patch("p", &PatchParams::default(), &Patch::<()>::Json(ops)).await.unwrap();
     assert_eq!(patched.data.as_ref().unwrap()["b"], "20");
     assert_eq!(patched.data.as_ref().unwrap()["d"], "4");
@@ -271,7 +288,11 @@ async fn merge_json_strategic_and_apply_patches() {
     .unwrap();
     deployments.create(&PostParams::default(), &d).await.unwrap();
     let d = deployments
-        .patch("d", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "two", "image": "i2b"}]}}}})))
+        .patch(
+            "d",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "two", "image": "i2b"}]}}}})),
+        )
         .await
         .unwrap();
     let images: Vec<String> = d.spec.template.spec.unwrap().containers.iter().map(|c| c.image.clone().unwrap()).collect();
@@ -289,7 +310,14 @@ async fn merge_json_strategic_and_apply_patches() {
         .unwrap();
     let managers: Vec<String> = applied.metadata.managed_fields.unwrap().iter().map(|m| m.manager.clone().unwrap()).collect();
     assert_eq!(managers, ["tester"]);
-    let applied = api.patch("applied", &ssa, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}}))).await.unwrap();
+    let applied = api
+        .patch(
+            "applied",
+            &ssa,
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(applied.data.clone().unwrap(), [("a".to_string(), "1".to_string())].into());
     assert_eq!(applied.labels().get("x"), None);
     // Another manager changing an owned field conflicts, unless it forces.
@@ -314,13 +342,19 @@ async fn merge_json_strategic_and_apply_patches() {
 async fn label_and_field_selectors() {
     let server = ApiServer::start().await;
     let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    for (name, labels) in [("a", json!({"app": "web", "tier": "front"})), ("b", json!({"app": "web", "tier": "back"})), ("c", json!({"app": "db"})), ("d", json!({}))] {
+    for (name, labels) in [
+        ("a", json!({"app": "web", "tier": "front"})),
+        ("b", json!({"app": "web", "tier": "back"})),
+        ("c", json!({"app": "db"})),
+        ("d", json!({})),
+    ] {
         api.create(&PostParams::default(), &cm(name, labels)).await.unwrap();
     }
     let names = |selector: &'static str| {
         let api = api.clone();
         async move {
-            let mut n: Vec<String> = api.list(&ListParams::default().labels(selector)).await.unwrap().items.iter().map(|o| o.name_any()).collect();
+            let mut n: Vec<String> =
+                api.list(&ListParams::default().labels(selector)).await.unwrap().items.iter().map(|o| o.name_any()).collect();
             n.sort();
             n.join(",")
         }
@@ -356,7 +390,9 @@ async fn watches_for_kube_runtime() {
             let line = match e {
                 watcher::Event::InitApply(o) => format!("init {}", o.name_any()),
                 watcher::Event::InitDone => "init done".into(),
-                watcher::Event::Apply(o) => format!("apply {} {}", o.name_any(), o.data.unwrap_or_default().get("k").cloned().unwrap_or_default()),
+                watcher::Event::Apply(o) => {
+                    format!("apply {} {}", o.name_any(), o.data.unwrap_or_default().get("k").cloned().unwrap_or_default())
+                }
                 watcher::Event::Delete(o) => format!("delete {}", o.name_any()),
                 watcher::Event::Init => continue,
             };
@@ -401,9 +437,13 @@ async fn watches_for_kube_runtime() {
         WatchEvent::Error(s) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
         other => panic!("expected 410 Gone, got {other:?}"),
     }
-    let mut raw = reqwest::get(format!("{}/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion={}", server.url(), server.resource_version()))
-        .await
-        .unwrap();
+    let mut raw = reqwest::get(format!(
+        "{}/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion={}",
+        server.url(),
+        server.resource_version()
+    ))
+    .await
+    .unwrap();
     assert_eq!(raw.headers()["transfer-encoding"], "chunked");
     let chunk = tokio::time::timeout(Duration::from_secs(3), raw.chunk()).await.expect("a bookmark within seconds").unwrap().unwrap();
     let first: Value = serde_json::from_slice(chunk.strip_suffix(b"\n").expect("newline-delimited")).unwrap();
@@ -412,7 +452,8 @@ async fn watches_for_kube_runtime() {
 
     // Pods work the same (one more type, for good measure).
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}})).unwrap();
+    let pod: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}})).unwrap();
     let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Pending"));
 }
@@ -422,18 +463,28 @@ async fn kubectl_apply_get_and_delete() {
     let server = ApiServer::start().await;
     let dir = server.dir().to_path_buf();
     std::fs::write(dir.join("crd.yaml"), WIDGET_CRD).unwrap();
-    std::fs::write(dir.join("w.yaml"), "apiVersion: tests.regsweep.dev/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {color: blue, size: 7}\n").unwrap();
+    std::fs::write(
+        dir.join("w.yaml"),
+        "apiVersion: tests.regsweep.dev/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {color: blue, size: 7}\n",
+    )
+    .unwrap();
     let out = server.kubectl_ok(&["apply", "-f", dir.join("crd.yaml").to_str().unwrap()]);
     assert_eq!(out.trim(), "customresourcedefinition.apiextensions.k8s.io/widgets.tests.regsweep.dev created");
     let out = server.kubectl_ok(&["apply", "-f", dir.join("w.yaml").to_str().unwrap()]);
     assert_eq!(out.trim(), "widget.tests.regsweep.dev/w1 created");
     // A second apply with a change patches it.
-    std::fs::write(dir.join("w.yaml"), "apiVersion: tests.regsweep.dev/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {color: green, size: 7}\n").unwrap();
+    std::fs::write(
+        dir.join("w.yaml"),
+        "apiVersion: tests.regsweep.dev/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {color: green, size: 7}\n",
+    )
+    .unwrap();
     let out = server.kubectl_ok(&["apply", "-f", dir.join("w.yaml").to_str().unwrap()]);
     assert_eq!(out.trim(), "widget.tests.regsweep.dev/w1 configured");
     assert_eq!(server.get("tests.regsweep.dev/v1/widgets", "default", "w1").unwrap()["metadata"]["generation"], 2);
 
-    server.put_status("tests.regsweep.dev/v1/widgets", "default", "w1", json!({"phase": "Idle", "lastRun": {"result": "Succeeded"}})).unwrap();
+    server
+        .put_status("tests.regsweep.dev/v1/widgets", "default", "w1", json!({"phase": "Idle", "lastRun": {"result": "Succeeded"}}))
+        .unwrap();
     let table = server.kubectl_ok(&["get", "wd"]);
     let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(lines[0], ["NAME", "PHASE", "RESULT", "SIZE", "AGE"], "{table}");
@@ -442,7 +493,8 @@ async fn kubectl_apply_get_and_delete() {
     let color = server.kubectl_ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.color}"]);
     assert_eq!(color, "green");
     // Unknown fields are refused, as kubectl asks for strict validation.
-    std::fs::write(dir.join("bad.yaml"), "apiVersion: tests.regsweep.dev/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {colour: red}\n").unwrap();
+    std::fs::write(dir.join("bad.yaml"), "apiVersion: tests.regsweep.dev/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {colour: red}\n")
+        .unwrap();
     let bad = server.kubectl(&["apply", "-f", dir.join("bad.yaml").to_str().unwrap()]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown field \"spec.colour\""), "{}", String::from_utf8_lossy(&bad.stderr));

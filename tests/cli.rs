@@ -36,11 +36,18 @@ async fn plan_maintenance_and_verify_from_the_command_line() {
     assert!(table.contains("garbage collection would free"), "{table}");
 
     // From the API with ages from image configs: tags only, and nothing untagged is deleted.
-    let out = Command::new(BIN).args(["plan", "-o", "json", "--age-from-config", "-f"]).arg(&policy).args(["--url", &reg.url()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["plan", "-o", "json", "--age-from-config", "-f"])
+        .arg(&policy)
+        .args(["--url", &reg.url()])
+        .output()
+        .unwrap();
     let api_plan = json(&out);
     let tags = |plan: &serde_json::Value| plan["summary"]["tagsKept"].as_u64().unwrap() + plan["summary"]["tagsDeleted"].as_u64().unwrap();
     assert_eq!(tags(&api_plan), tags(&storage_plan), "the API sees every tag");
-    let manifests = |plan: &serde_json::Value| plan["summary"]["manifestsKept"].as_u64().unwrap() + plan["summary"]["manifestsDeleted"].as_u64().unwrap();
+    let manifests = |plan: &serde_json::Value| {
+        plan["summary"]["manifestsKept"].as_u64().unwrap() + plan["summary"]["manifestsDeleted"].as_u64().unwrap()
+    };
     assert_eq!(manifests(&storage_plan) - manifests(&api_plan), 3, "but not the three untagged manifests outside any index");
     assert!(api_plan["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("untagged")));
 
@@ -88,7 +95,8 @@ async fn plan_maintenance_and_verify_from_the_command_line() {
 #[test]
 fn crd_command_prints_the_committed_crd() {
     let out = Command::new(BIN).arg("crd").output().unwrap();
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/registrycleanuppolicies.regsweep.dev.yaml")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/registrycleanuppolicies.regsweep.dev.yaml")).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
 }
 

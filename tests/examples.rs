@@ -48,6 +48,10 @@ async fn examples_fit_the_crd_and_plan_against_a_real_registry() {
     }
     // A misspelt field is refused by the API server's strict validation, like by the CLI.
     let bad = server.dir().join("bad.yaml");
-    std::fs::write(&bad, examples()[0].1.replace("keepLatest", "keeplatest").replace("keepWithin", "keepwithin").replace("untagged:", "untaged:")).unwrap();
+    std::fs::write(
+        &bad,
+        examples()[0].1.replace("keepLatest", "keeplatest").replace("keepWithin", "keepwithin").replace("untagged:", "untaged:"),
+    )
+    .unwrap();
     assert!(!server.kubectl(&["apply", "-f", bad.to_str().unwrap()]).status.success());
 }

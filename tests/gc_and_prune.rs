@@ -131,7 +131,10 @@ async fn gc_then_prune_leaves_a_clean_storage_that_still_pulls() {
     assert_eq!(report.empty_revisions, 3);
     assert_eq!(report.stale_tag_history, 1);
     assert_eq!(report.abandoned_uploads, 1);
-    assert_eq!(report.dangling_layer_links, disappeared.iter().filter(|d| ![&first_v1.digest, &v2.digest, &solo.digest].contains(d)).count());
+    assert_eq!(
+        report.dangling_layer_links,
+        disappeared.iter().filter(|d| ![&first_v1.digest, &v2.digest, &solo.digest].contains(d)).count()
+    );
     assert!(!layout.uploads("team-a/app").join(&abandoned).exists());
     assert!(layout.uploads("team-a").join(&recent).exists(), "a recent upload stays");
     for repo in ["team-a", "team-a/app"] {
@@ -173,7 +176,8 @@ async fn gc_then_prune_leaves_a_clean_storage_that_still_pulls() {
 async fn gc_on_a_storage_never_pushed_to_collects_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
-    std::fs::write(&config, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n", dir.path().join("empty").display())).unwrap();
+    std::fs::write(&config, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n", dir.path().join("empty").display()))
+        .unwrap();
     support::ensure_registry_installed();
     let outcome = run_gc(&find_registry_bin(None).unwrap(), &config, &[], false).await.unwrap();
     assert_eq!((outcome.marked, outcome.blobs_eligible), (0, 0));
@@ -194,7 +198,12 @@ async fn delete_status(url: &str, repo: &str, digest: &Digest, credentials: Opti
 #[tokio::test(flavor = "multi_thread")]
 async fn the_private_instance_deletes_where_the_frozen_authenticated_original_refuses() {
     let (user, password) = ("ci", "s3cret");
-    let mut reg = TestRegistry::start(TestRegistryOptions { htpasswd: Some((user.into(), password.into())), delete_enabled: false, ..Default::default() }).await;
+    let mut reg = TestRegistry::start(TestRegistryOptions {
+        htpasswd: Some((user.into(), password.into())),
+        delete_enabled: false,
+        ..Default::default()
+    })
+    .await;
     let image = push_image_full(&reg.client(), "team/app", "v1", ImageKind::Oci, 1).await;
     reg.restart(true).await;
     let creds = Some((user, password));
@@ -202,14 +211,20 @@ async fn the_private_instance_deletes_where_the_frozen_authenticated_original_re
     assert_eq!(delete_status(&reg.url(), "team/app", &image.digest, creds).await, 405, "read-only refuses");
 
     // The Job's view: the same file and the same variables the registry runs with.
-    let env = [("REGISTRY_STORAGE_MAINTENANCE_READONLY".to_string(), r#"{"enabled":true}"#.to_string()), ("REGISTRY_HTTP_SECRET".to_string(), "x".to_string())];
+    let env = [
+        ("REGISTRY_STORAGE_MAINTENANCE_READONLY".to_string(), r#"{"enabled":true}"#.to_string()),
+        ("REGISTRY_HTTP_SECRET".to_string(), "x".to_string()),
+    ];
     let config = RegistryConfig::load(&reg.config_path(), env).unwrap();
     let work = tempfile::tempdir().unwrap();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let private = config.private_instance(addr);
     assert!(private.env.is_empty(), "{:?}", private.env);
     let path = private.write_to(work.path()).unwrap();
-    let instance = RegistryProcess::start(&find_registry_bin(None).unwrap(), &path, private.env.clone(), addr, Some(work.path().join("log"))).await.unwrap();
+    let instance =
+        RegistryProcess::start(&find_registry_bin(None).unwrap(), &path, private.env.clone(), addr, Some(work.path().join("log")))
+            .await
+            .unwrap();
     assert_eq!(delete_status(&instance.url(), "team/app", &image.digest, None).await, 202);
     assert_eq!(delete_status(&instance.url(), "team/app", &image.digest, None).await, 404);
     instance.stop().await;

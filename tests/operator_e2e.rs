@@ -65,17 +65,27 @@ async fn start() -> Cluster {
 /// A cluster whose "operator image" runs `regsweep_bin` (a broken one makes the Job fail).
 async fn start_with(regsweep_bin: &str) -> Cluster {
     support::ensure_registry_installed();
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "regsweep=info".into())).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "regsweep=info".into()))
+        .with_test_writer()
+        .try_init();
     let server = apiserver::ApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     registry_files(dir.path(), addr);
-    let images = kubelet::Images { registry: find_registry_bin(None).unwrap(), regsweep: regsweep_bin.into(), operator_image: OPERATOR_IMAGE.into() };
+    let images = kubelet::Images {
+        registry: find_registry_bin(None).unwrap(),
+        regsweep: regsweep_bin.into(),
+        operator_image: OPERATOR_IMAGE.into(),
+    };
     let kubelet = kubelet::Kubelet::start(server.client(), "registry", images);
     let cluster = Cluster { server, _kubelet: kubelet, dir, registry_url: format!("http://{addr}") };
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/registrycleanuppolicies.regsweep.dev.yaml");
     cluster.kubectl_ok(&["apply", "-f", crd]);
-    cluster.apply("namespaces.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: registry}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n");
+    cluster.apply(
+        "namespaces.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: registry}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n",
+    );
     let d = cluster.dir.path().display().to_string();
     cluster.apply(
         "registry.yaml",
@@ -128,7 +138,11 @@ fn start_operator_at(cluster: &Cluster, listen: SocketAddr) -> tokio::task::Join
     let client = cluster.server.client();
     tokio::spawn(async move {
         let opts = regsweep::operator::run::OperatorOptions {
-            config: regsweep::operator::context::OperatorConfig { image: OPERATOR_IMAGE.into(), in_use_namespaces: None, poll: Duration::from_millis(300) },
+            config: regsweep::operator::context::OperatorConfig {
+                image: OPERATOR_IMAGE.into(),
+                in_use_namespaces: None,
+                poll: Duration::from_millis(300),
+            },
             listen,
             leader_election: None,
         };
@@ -255,7 +269,15 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
 
     // Nothing of the run is left behind but its Job (which has a TTL).
     let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(cluster.server.client(), "registry");
-    let left: Vec<String> = configmaps.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|c| c.metadata.name).filter(|n| n.starts_with("regsweep-")).collect();
+    let left: Vec<String> = configmaps
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .filter(|n| n.starts_with("regsweep-"))
+        .collect();
     assert!(left.is_empty(), "run ConfigMaps left: {left:?}");
 
     // Metrics and probes.
@@ -342,7 +364,13 @@ async fn two_policies_on_one_registry_never_overlap() {
     let _operator = start_operator(&cluster);
     cluster.apply("policies.yaml", &format!("{}---\n{}", named_policy(&cluster, "first", false), named_policy(&cluster, "second", false)));
     let (a, b) = (wait_finished(&cluster, "first").await, wait_finished(&cluster, "second").await);
-    assert_eq!((a.result, b.result), (regsweep::operator::phase::RunResult::Succeeded, regsweep::operator::phase::RunResult::Succeeded), "{} / {}", a.message, b.message);
+    assert_eq!(
+        (a.result, b.result),
+        (regsweep::operator::phase::RunResult::Succeeded, regsweep::operator::phase::RunResult::Succeeded),
+        "{} / {}",
+        a.message,
+        b.message
+    );
     assert!(a.end <= b.start || b.end <= a.start, "runs overlapped: {a:?} {b:?}");
     assert_thawed(&cluster, &before).await;
 }

@@ -38,8 +38,16 @@ async fn manifests_come_back_with_their_true_digest_and_head_agrees() {
     let docker = push_image_full(&c, "team-a/app", "docker", ImageKind::Docker, 2).await;
     let oci = push_image_full(&c, "team-a/app", "oci", ImageKind::Oci, 1).await;
     let arm = push_image_full(&c, "team-a/app", "", ImageKind::Oci, 1).await;
-    let index = push_index(&c, "team-a/app", "multi", &[(oci.digest.clone(), oci.media_type, oci.size, "amd64"), (arm.digest.clone(), arm.media_type, arm.size, "arm64")], ImageKind::Oci).await;
-    let list = push_index(&c, "team-a/app", "list", &[(docker.digest.clone(), docker.media_type, docker.size, "amd64")], ImageKind::Docker).await;
+    let index = push_index(
+        &c,
+        "team-a/app",
+        "multi",
+        &[(oci.digest.clone(), oci.media_type, oci.size, "amd64"), (arm.digest.clone(), arm.media_type, arm.size, "arm64")],
+        ImageKind::Oci,
+    )
+    .await;
+    let list =
+        push_index(&c, "team-a/app", "list", &[(docker.digest.clone(), docker.media_type, docker.size, "amd64")], ImageKind::Docker).await;
     let cases = [
         ("docker", &docker.digest, media::DOCKER_MANIFEST),
         ("oci", &oci.digest, media::OCI_MANIFEST),
@@ -151,9 +159,38 @@ async fn an_unreachable_registry_is_named_in_the_error() {
 fn make_certs(dir: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
     let run = |args: &[&str]| std::process::Command::new("openssl").args(args).current_dir(dir).output().is_ok_and(|o| o.status.success());
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-    let ok = run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=regsweep test CA"])
-        && run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"])
-        && run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext.cnf"]);
+    let ok = run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=regsweep test CA",
+    ]) && run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"])
+        && run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ]);
     ok.then(|| (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key")))
 }
 
@@ -179,7 +216,14 @@ async fn the_verifier_passes_a_healthy_registry_and_catches_a_missing_layer() {
     let c = reg.client();
     let broken = push_image_full(&c, "team-a/app", "broken", ImageKind::Docker, 2).await;
     let other = push_image_full(&c, "team-a/app", "", ImageKind::Oci, 1).await;
-    push_index(&c, "team-a/app", "multi", &[(broken.digest.clone(), broken.media_type, broken.size, "amd64"), (other.digest.clone(), other.media_type, other.size, "arm64")], ImageKind::Oci).await;
+    push_index(
+        &c,
+        "team-a/app",
+        "multi",
+        &[(broken.digest.clone(), broken.media_type, broken.size, "amd64"), (other.digest.clone(), other.media_type, other.size, "arm64")],
+        ImageKind::Oci,
+    )
+    .await;
     push_image(&c, "team-a/app", "fine", ImageKind::Oci, 2).await;
     let corrupt = push_image_full(&c, "b", "1", ImageKind::Docker, 1).await;
     let healthy = regsweep::verify::verify_registry(&c).await.unwrap();
@@ -195,10 +239,15 @@ async fn the_verifier_passes_a_healthy_registry_and_catches_a_missing_layer() {
     reg.restart(false).await; // drops the blob descriptor cache
     let report = regsweep::verify::verify_registry(&reg.client()).await.unwrap();
     assert!(!report.is_ok());
-    let found: Vec<(&str, &str, Option<&Digest>)> = report.problems.iter().map(|p| (p.repository.as_str(), p.tag.as_str(), p.digest.as_ref())).collect();
+    let found: Vec<(&str, &str, Option<&Digest>)> =
+        report.problems.iter().map(|p| (p.repository.as_str(), p.tag.as_str(), p.digest.as_ref())).collect();
     assert_eq!(
         found,
-        [("b", "1", Some(&corrupt.layers[0])), ("team-a/app", "broken", Some(&broken.layers[1])), ("team-a/app", "multi", Some(&broken.layers[1]))],
+        [
+            ("b", "1", Some(&corrupt.layers[0])),
+            ("team-a/app", "broken", Some(&broken.layers[1])),
+            ("team-a/app", "multi", Some(&broken.layers[1]))
+        ],
         "the image, the index over it, and the corrupted one: {:?}",
         report.problems
     );
@@ -238,7 +287,11 @@ mod token_service {
     }
 
     fn b64(bytes: &[u8], url: bool) -> String {
-        let alphabet: &[u8] = if url { b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" } else { b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" };
+        let alphabet: &[u8] = if url {
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        } else {
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        };
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
             let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
@@ -255,7 +308,21 @@ mod token_service {
     /// Starts the service; None when openssl is not installed.
     pub async fn start(dir: &Path) -> Option<TokenService> {
         let ok = std::process::Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.pem", "-days", "1", "-subj", "/CN=token-issuer"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=token-issuer",
+            ])
             .current_dir(dir)
             .output()
             .is_ok_and(|o| o.status.success());
@@ -277,7 +344,10 @@ mod token_service {
                     let n = conn.read(&mut buf).await.unwrap_or(0);
                     let request = String::from_utf8_lossy(&buf[..n]).to_string();
                     let (status, body) = answer(&request, &key, &der_b64).await;
-                    let reply = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
                     let _ = conn.write_all(reply.as_bytes()).await;
                 });
             }
@@ -334,7 +404,12 @@ async fn bearer_token_auth_fetches_caches_and_retries() {
     let Some(tokens) = token_service::start(dir.path()).await else {
         panic!("the openssl command is needed: run scripts/install-test-deps.sh");
     };
-    let auth = support::TokenAuth { realm: tokens.realm.clone(), service: token_service::SERVICE.into(), issuer: token_service::ISSUER.into(), root_cert_bundle: tokens.cert.clone() };
+    let auth = support::TokenAuth {
+        realm: tokens.realm.clone(),
+        service: token_service::SERVICE.into(),
+        issuer: token_service::ISSUER.into(),
+        root_cert_bundle: tokens.cert.clone(),
+    };
     let reg = TestRegistry::start(TestRegistryOptions { token_auth: Some(auth), ..Default::default() }).await;
     let c = reg.client_with(ClientOptions { username: Some("ci".into()), password: Some("token-pass".into()), ..Default::default() });
     let digest = push_image(&c, "team-a/app", "v1", ImageKind::Oci, 1).await;

@@ -110,7 +110,14 @@ async fn invalid_input_is_rejected_with_exit_code_2_and_nothing_changes() {
     // An unreachable public registry is a registry failure (exit 3), and changes nothing.
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, POLICY).unwrap();
-    let out = Command::new(BIN).args(["maintenance", "-f"]).arg(&good).arg("--config").arg(reg.config_path()).args(["--url", "http://127.0.0.1:9"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["maintenance", "-f"])
+        .arg(&good)
+        .arg("--config")
+        .arg(reg.config_path())
+        .args(["--url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:9"));
     assert_unchanged(&before, reg.layout().root());

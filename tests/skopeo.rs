@@ -27,7 +27,9 @@ fn oci_layout(dir: &Path, tag: &str, content: &str) -> Digest {
     let ok = Command::new("tar").arg("czf").arg(&tar).arg("-C").arg(src.path()).arg("hello.txt").status().unwrap();
     assert!(ok.success());
     let (layer, layer_size) = write_blob(&std::fs::read(&tar).unwrap());
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer.to_string()]}})).unwrap();
+    let config =
+        serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer.to_string()]}}))
+            .unwrap();
     let (config, config_size) = write_blob(&config);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -75,7 +77,10 @@ async fn images_pushed_by_skopeo_are_swept_and_verified() {
     )
     .unwrap();
     reg.restart(true).await.unwrap();
-    let outcome = regsweep::maintenance::run::run_maintenance(regsweep::maintenance::run::MaintenanceOptions { concurrency: 4, ..reg.maintenance_options(policy) })
+    let outcome = regsweep::maintenance::run::run_maintenance(regsweep::maintenance::run::MaintenanceOptions {
+        concurrency: 4,
+        ..reg.maintenance_options(policy)
+    })
     .await
     .unwrap();
     reg.restart(false).await.unwrap();
@@ -89,6 +94,7 @@ async fn images_pushed_by_skopeo_are_swept_and_verified() {
     assert!(verify.is_ok(), "{:?}", verify.problems);
     assert_eq!(verify.tags, 1);
     // skopeo itself can still pull what was kept.
-    let out = Command::new("skopeo").args(["inspect", "--tls-verify=false"]).arg(format!("docker://{host}/skopeo/app:new")).output().unwrap();
+    let out =
+        Command::new("skopeo").args(["inspect", "--tls-verify=false"]).arg(format!("docker://{host}/skopeo/app:new")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

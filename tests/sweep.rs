@@ -65,11 +65,7 @@ async fn sweep_and_check(reg: &mut DemoRegistry, opts: MaintenanceOptions) -> Pl
     assert_eq!(verify.tags, served.len());
     let after = read_storage(&layout).unwrap();
     assert!(after.problems.is_empty(), "storage consistent after the sweep: {:?}", after.problems);
-    assert_eq!(
-        blob_bytes_before - after.blob_bytes(),
-        outcome.plan.summary.estimate.bytes_freed,
-        "GC freed exactly the plan's estimate"
-    );
+    assert_eq!(blob_bytes_before - after.blob_bytes(), outcome.plan.summary.estimate.bytes_freed, "GC freed exactly the plan's estimate");
     assert_eq!(outcome.report.gc.as_ref().unwrap().blobs_eligible, outcome.plan.summary.estimate.blobs_freed);
     outcome.plan
 }
@@ -126,7 +122,8 @@ async fn demo_mix_is_swept_as_planned() {
     let policy = regsweep::policy::load::from_yaml(regsweep::demo::DEMO_POLICY, "demo").unwrap();
     let opts = options(&reg, policy, &[]);
     let again = sweep_and_check(&mut reg, opts).await;
-    let deleted: Vec<&str> = again.repositories.iter().flat_map(|r| r.tags.iter()).filter(|t| t.action == Action::Delete).map(|t| t.tag.as_str()).collect();
+    let deleted: Vec<&str> =
+        again.repositories.iter().flat_map(|r| r.tags.iter()).filter(|t| t.action == Action::Delete).map(|t| t.tag.as_str()).collect();
     assert_eq!(deleted, vec!["build-105"]);
     assert_eq!(again.summary.manifests_deleted, 1);
 }
@@ -155,7 +152,6 @@ async fn protected_references_and_the_grace_period() {
     let app = plan.repository("app").unwrap();
     assert_eq!(app.manifest(&young.digest).unwrap().action, Action::Keep, "younger than the grace period");
     assert_eq!(app.manifest(&stale.digest).unwrap().action, Action::Delete);
-
 }
 
 /// Pushes a one-layer image with fixed content, so it can be pushed again byte for byte.

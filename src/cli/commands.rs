@@ -115,16 +115,28 @@ pub async fn run(command: Command) -> CliResult {
                         report.tags,
                         report.manifests,
                         report.blobs,
-                        if report.is_ok() { "all fetchable with correct digests".to_string() } else { format!("{} problem(s)", report.problems.len()) }
+                        if report.is_ok() {
+                            "all fetchable with correct digests".to_string()
+                        } else {
+                            format!("{} problem(s)", report.problems.len())
+                        }
                     );
                     for p in &report.problems {
-                        println!("  {}:{} {}: {}", p.repository, p.tag, p.digest.as_ref().map(|d| d.to_string()).unwrap_or_default(), p.problem);
+                        println!(
+                            "  {}:{} {}: {}",
+                            p.repository,
+                            p.tag,
+                            p.digest.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+                            p.problem
+                        );
                     }
                 }
             }
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(exit::VERIFY_FAILED) })
         }
-        Command::Demo { registry_bin } => regsweep::demo::run(registry_bin.as_deref()).await.map(|_| ExitCode::SUCCESS).map_err(Failure::other),
+        Command::Demo { registry_bin } => {
+            regsweep::demo::run(registry_bin.as_deref()).await.map(|_| ExitCode::SUCCESS).map_err(Failure::other)
+        }
         Command::CopySelf { dest } => {
             use std::os::unix::fs::PermissionsExt;
             let me = std::env::current_exe().map_err(Failure::other)?;

@@ -194,9 +194,7 @@ pub enum Command {
     Crd,
     /// Copy this binary to DEST (the sweep Job's init container uses it to bring regsweep
     /// into the registry's image).
-    CopySelf {
-        dest: PathBuf,
-    },
+    CopySelf { dest: PathBuf },
 }
 
 impl Command {

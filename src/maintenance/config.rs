@@ -37,7 +37,9 @@ pub enum ConfigError {
         "the registry uses the `{driver}` storage driver; regsweep reads the storage's filesystem layout and supports only the `filesystem` driver (s3, gcs, azure, swift, oss, inmemory are not supported; `regsweep plan --url` previews through the API)"
     )]
     UnsupportedDriver { driver: String },
-    #[error("the registry configuration {path} (with its REGISTRY_STORAGE* variables) configures {found}; the registry needs exactly one storage driver")]
+    #[error(
+        "the registry configuration {path} (with its REGISTRY_STORAGE* variables) configures {found}; the registry needs exactly one storage driver"
+    )]
     NoDriver { path: PathBuf, found: String },
     #[error("cannot write the private instance's configuration {path}: {cause}")]
     Write { path: PathBuf, cause: String },
@@ -120,9 +122,11 @@ impl RegistryConfig {
         let mut env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("REGISTRY_")).collect();
         env.sort();
         let storage_value = yaml.get("storage").cloned().unwrap_or(Value::Null);
-        let mut storage_base = storage_mapping(&storage_value).ok_or_else(|| parse_error("`storage` is neither a mapping nor a driver name".into()))?;
+        let mut storage_base =
+            storage_mapping(&storage_value).ok_or_else(|| parse_error("`storage` is neither a mapping nor a driver name".into()))?;
         if let Some((name, value)) = env.iter().find(|(k, _)| k == "REGISTRY_STORAGE") {
-            storage_base = storage_mapping(&parse_env(name, value)?).ok_or_else(|| ConfigError::Env { name: name.clone(), cause: "neither a mapping nor a driver name".into() })?;
+            storage_base = storage_mapping(&parse_env(name, value)?)
+                .ok_or_else(|| ConfigError::Env { name: name.clone(), cause: "neither a mapping nor a driver name".into() })?;
         }
         let mut storage = storage_base.clone();
         for (name, value) in &env {
@@ -135,7 +139,8 @@ impl RegistryConfig {
 
     /// The storage driver's name (from the file or the environment), if exactly one is set.
     fn driver(&self) -> Result<(String, Option<&Value>), ConfigError> {
-        let drivers: Vec<(&str, &Value)> = self.storage.iter().filter_map(|(k, v)| k.as_str().map(|k| (k, v))).filter(|(k, _)| !NOT_DRIVERS.contains(k)).collect();
+        let drivers: Vec<(&str, &Value)> =
+            self.storage.iter().filter_map(|(k, v)| k.as_str().map(|k| (k, v))).filter(|(k, _)| !NOT_DRIVERS.contains(k)).collect();
         match drivers.as_slice() {
             [(name, params)] => Ok((name.to_string(), Some(*params))),
             [] => Err(ConfigError::NoDriver { path: self.path.clone(), found: "no storage driver".into() }),
@@ -179,7 +184,10 @@ impl RegistryConfig {
         storage.insert(key("cache"), mapping(&[("blobdescriptor", key("inmemory"))]));
         storage.insert(
             key("maintenance"),
-            mapping(&[("uploadpurging", mapping(&[("enabled", Value::Bool(false))])), ("readonly", mapping(&[("enabled", Value::Bool(false))]))]),
+            mapping(&[
+                ("uploadpurging", mapping(&[("enabled", Value::Bool(false))])),
+                ("readonly", mapping(&[("enabled", Value::Bool(false))])),
+            ]),
         );
         let version = self.yaml.get("version").filter(|v| v.is_string()).cloned().unwrap_or_else(|| key("0.1"));
         let yaml = mapping(&[
@@ -207,7 +215,9 @@ fn apply_storage_override(storage: &mut Mapping, rest: &str, value: Value) {
             storage.insert(key(&rest.to_ascii_lowercase()), value);
         }
         Some((driver, param)) if !param.contains('_') => {
-            let k = find_key(storage, driver).filter(|k| storage.get(k).is_some_and(|v| !v.is_null())).unwrap_or_else(|| key(&driver.to_ascii_lowercase()));
+            let k = find_key(storage, driver)
+                .filter(|k| storage.get(k).is_some_and(|v| !v.is_null()))
+                .unwrap_or_else(|| key(&driver.to_ascii_lowercase()));
             let params = storage.entry(k).or_insert(Value::Null);
             if !params.is_mapping() {
                 *params = Value::Mapping(Mapping::new());

@@ -122,12 +122,17 @@ pub async fn run_gc(bin: &Path, config: &Path, env: &[(String, String)], dry_run
         }
         return Err(GcError::Failed { status: format!("failed ({})", out.status), tail: tail(&stdout, &stderr) });
     }
-    let mut outcome = parse_output(&stdout).ok_or_else(|| GcError::Failed { status: "succeeded but printed no summary line".into(), tail: tail(&stdout, &stderr) })?;
+    let mut outcome = parse_output(&stdout)
+        .ok_or_else(|| GcError::Failed { status: "succeeded but printed no summary line".into(), tail: tail(&stdout, &stderr) })?;
     outcome.duration = duration;
     if !dry_run {
         let deleted: HashSet<&str> = stderr.lines().filter_map(|l| l.split("Deleting blob: ").nth(1)).collect();
         if deleted.len() != outcome.blobs_eligible {
-            tracing::warn!(logged = deleted.len(), eligible = outcome.blobs_eligible, "garbage-collect logged a different number of blob deletions than it counted");
+            tracing::warn!(
+                logged = deleted.len(),
+                eligible = outcome.blobs_eligible,
+                "garbage-collect logged a different number of blob deletions than it counted"
+            );
         }
     }
     tracing::info!(
@@ -161,8 +166,12 @@ mod tests {
 
     #[test]
     fn recognises_a_never_written_storage() {
-        assert!(is_empty_storage_failure("failed to garbage collect: failed to mark: filesystem: Path not found: /docker/registry/v2/repositories"));
-        assert!(is_empty_storage_failure("failed to garbage collect: error enumerating blobs: filesystem: Path not found: /docker/registry/v2/blobs"));
+        assert!(is_empty_storage_failure(
+            "failed to garbage collect: failed to mark: filesystem: Path not found: /docker/registry/v2/repositories"
+        ));
+        assert!(is_empty_storage_failure(
+            "failed to garbage collect: error enumerating blobs: filesystem: Path not found: /docker/registry/v2/blobs"
+        ));
         assert!(!is_empty_storage_failure("configuration error: open /x.yml: no such file or directory"));
     }
 

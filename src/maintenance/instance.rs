@@ -89,11 +89,21 @@ pub struct RegistryProcess {
 impl RegistryProcess {
     /// Starts `<bin> serve <config>` with only PATH and `env` in its environment, output to
     /// `log_file` (appended) or nowhere, and waits until `GET /v2/` answers 200 or 401.
-    pub async fn start(bin: &Path, config: &Path, env: Vec<(String, String)>, addr: SocketAddr, log_file: Option<PathBuf>) -> Result<Self, InstanceError> {
+    pub async fn start(
+        bin: &Path,
+        config: &Path,
+        env: Vec<(String, String)>,
+        addr: SocketAddr,
+        log_file: Option<PathBuf>,
+    ) -> Result<Self, InstanceError> {
         let spawn_error = |cause: String| InstanceError::Spawn { bin: bin.to_path_buf(), cause };
         let (out, err) = match &log_file {
             Some(path) => {
-                let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| spawn_error(format!("log file {}: {e}", path.display())))?;
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| spawn_error(format!("log file {}: {e}", path.display())))?;
                 let f2 = f.try_clone().map_err(|e| spawn_error(e.to_string()))?;
                 (Stdio::from(f), Stdio::from(f2))
             }
@@ -131,7 +141,12 @@ impl RegistryProcess {
     /// HTTPS server"; then the probe (which sends no credentials) switches to HTTPS and trusts
     /// whatever certificate it is shown.
     async fn wait_ready(&mut self) -> Result<(), String> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).no_proxy().tls_danger_accept_invalid_certs(true).build().map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .no_proxy()
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| e.to_string())?;
         let started = Instant::now();
         loop {
             if let Ok(resp) = http.get(format!("{}/v2/", self.url())).send().await {
@@ -139,7 +154,10 @@ impl RegistryProcess {
                 if status.is_success() || status == reqwest::StatusCode::UNAUTHORIZED {
                     return Ok(());
                 }
-                if status == reqwest::StatusCode::BAD_REQUEST && self.scheme == "http" && resp.text().await.unwrap_or_default().contains("HTTPS") {
+                if status == reqwest::StatusCode::BAD_REQUEST
+                    && self.scheme == "http"
+                    && resp.text().await.unwrap_or_default().contains("HTTPS")
+                {
                     self.scheme = "https";
                     continue;
                 }

@@ -13,9 +13,7 @@ impl Progress {
         }
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
-                .expect("static template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})").expect("static template").progress_chars("=> "),
         );
         bar.set_message(what.to_string());
         Progress(Some(bar))

@@ -45,7 +45,9 @@ pub struct MaintenanceReport {
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -88,10 +90,25 @@ impl MaintenanceReport {
     pub fn human(&self) -> String {
         let mut out = String::new();
         let p = &self.plan;
-        let _ = writeln!(out, "run {} of policy {} on {}{}", self.run_id, self.policy, self.storage, if self.dry_run { " (dry run)" } else { "" });
-        let _ = writeln!(out, "  plan: {} tags and {} manifests to delete; {} tags and {} manifests kept", p.tags_deleted, p.manifests_deleted, p.tags_kept, p.manifests_kept);
+        let _ = writeln!(
+            out,
+            "run {} of policy {} on {}{}",
+            self.run_id,
+            self.policy,
+            self.storage,
+            if self.dry_run { " (dry run)" } else { "" }
+        );
+        let _ = writeln!(
+            out,
+            "  plan: {} tags and {} manifests to delete; {} tags and {} manifests kept",
+            p.tags_deleted, p.manifests_deleted, p.tags_kept, p.manifests_kept
+        );
         if let Some(d) = &self.delete {
-            let _ = writeln!(out, "  deleted {} manifests ({} already gone) in {} ms, {:.0}/s", d.deleted, d.already_gone, self.timings.delete_ms, d.per_second);
+            let _ = writeln!(
+                out,
+                "  deleted {} manifests ({} already gone) in {} ms, {:.0}/s",
+                d.deleted, d.already_gone, self.timings.delete_ms, d.per_second
+            );
         }
         if let Some(gc) = &self.gc {
             let _ = writeln!(out, "  garbage-collect: {} blobs marked, {} blobs eligible for deletion", gc.marked, gc.blobs_eligible);

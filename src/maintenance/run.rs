@@ -79,7 +79,11 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     let dry_run = opts.dry_run || compiled.dry_run;
     let config = RegistryConfig::load(&opts.config, opts.env.clone()).map_err(|e| MaintenanceError::Config(e.to_string()))?;
     let layout = Layout::new(config.storage_root().map_err(|e| MaintenanceError::Config(e.to_string()))?);
-    let bin = if dry_run { None } else { Some(find_registry_bin(opts.registry_bin.as_deref()).map_err(|e| MaintenanceError::Config(e.to_string()))?) };
+    let bin = if dry_run {
+        None
+    } else {
+        Some(find_registry_bin(opts.registry_bin.as_deref()).map_err(|e| MaintenanceError::Config(e.to_string()))?)
+    };
 
     let t = Instant::now();
     let snapshot = read_storage(&layout).map_err(MaintenanceError::Storage)?;
@@ -127,9 +131,10 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         let private_config = private.write_to(work.path()).map_err(|e| MaintenanceError::Config(e.to_string()))?;
         if !deletions.is_empty() {
             let t = Instant::now();
-            let instance = RegistryProcess::start(&bin, &private_config, private.env.clone(), addr, Some(work.path().join("private-registry.log")))
-                .await
-                .map_err(|e| MaintenanceError::Instance(e.to_string()))?;
+            let instance =
+                RegistryProcess::start(&bin, &private_config, private.env.clone(), addr, Some(work.path().join("private-registry.log")))
+                    .await
+                    .map_err(|e| MaintenanceError::Instance(e.to_string()))?;
             let client = RegistryClient::new(&instance.url(), ClientOptions::default())?;
             let deleted = delete_all(&client, &deletions, opts.concurrency).await;
             instance.stop().await;
@@ -137,7 +142,8 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
             report.timings.delete_ms = ms(t);
         }
         let t = Instant::now();
-        report.gc = Some(super::gc::run_gc(&bin, &private_config, &private.env, false).await.map_err(|e| MaintenanceError::Gc(e.to_string()))?);
+        report.gc =
+            Some(super::gc::run_gc(&bin, &private_config, &private.env, false).await.map_err(|e| MaintenanceError::Gc(e.to_string()))?);
         report.timings.gc_ms = ms(t);
         let t = Instant::now();
         let upload_max_age = opts.upload_max_age.to_std().unwrap_or_default();
@@ -156,7 +162,12 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
 /// Proves the public registry refuses writes: deleting or collecting while it accepts pushes
 /// can lose the blobs of an image pushed meanwhile. When it accepts the probe upload, the
 /// cancelled session's leftovers are removed from `layout`, so a refusal changes nothing.
-pub async fn ensure_frozen(url: &str, client: &ClientOptions, repository: Option<&str>, layout: Option<&Layout>) -> Result<(), MaintenanceError> {
+pub async fn ensure_frozen(
+    url: &str,
+    client: &ClientOptions,
+    repository: Option<&str>,
+    layout: Option<&Layout>,
+) -> Result<(), MaintenanceError> {
     let client = RegistryClient::new(url, client.clone())?;
     let repository = repository.unwrap_or("regsweep-probe");
     match client.probe_write(repository).await? {

@@ -15,7 +15,15 @@ pub fn k8s_time(t: DateTime<Utc>) -> Time {
 }
 
 /// Sets one condition, keeping its transition time when its status is unchanged.
-pub fn set(conditions: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: DateTime<Utc>) {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
     let status = if status { "True" } else { "False" }.to_string();
     let since = conditions.iter().find(|c| c.type_ == type_ && c.status == status).map(|c| c.last_transition_time.clone());
     conditions.retain(|c| c.type_ != type_);

@@ -81,7 +81,9 @@ pub fn registry_container(deploy: &Deployment, wanted: Option<&str>) -> Result<(
             .map(|i| (i, w.to_string()))
             .ok_or(FreezeError::NoSuchContainer { deployment: name, container: w.to_string() }),
         (None, [only]) => Ok((0, only.name.clone())),
-        (None, list) => Err(FreezeError::Ambiguous { deployment: name, names: list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ") }),
+        (None, list) => {
+            Err(FreezeError::Ambiguous { deployment: name, names: list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ") })
+        }
     }
 }
 
@@ -124,8 +126,11 @@ pub fn freeze(deploy: &Deployment, container: Option<&str>, method: FreezeMethod
 pub fn is_frozen(deploy: &Deployment, state: &FrozenState) -> bool {
     match state.method {
         FreezeMethod::ScaleDown => deploy.spec.replicas == Some(0),
-        FreezeMethod::ReadOnly => registry_container(deploy, Some(&state.container))
-            .is_ok_and(|(i, _)| env_of(deploy, i).iter().any(|e| e.name == READ_ONLY_ENV && e.value.as_deref() == Some(READ_ONLY_VALUE) && e.value_from.is_none())),
+        FreezeMethod::ReadOnly => registry_container(deploy, Some(&state.container)).is_ok_and(|(i, _)| {
+            env_of(deploy, i)
+                .iter()
+                .any(|e| e.name == READ_ONLY_ENV && e.value.as_deref() == Some(READ_ONLY_VALUE) && e.value_from.is_none())
+        }),
     }
 }
 

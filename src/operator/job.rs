@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
-    PodTemplateSpec, SecretKeySelector, Volume, VolumeMount, Affinity,
+    Affinity, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PodTemplateSpec, SecretKeySelector, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -59,13 +59,21 @@ pub fn job_name(policy: &str, run_id: &str) -> String {
 /// The registry's configuration path: the argument after `serve`, else the image's default.
 fn config_path(c: &Container) -> String {
     let words: Vec<&String> = c.command.iter().flatten().chain(c.args.iter().flatten()).collect();
-    words.iter().position(|w| w.as_str() == "serve").and_then(|i| words.get(i + 1)).map(|s| s.to_string()).unwrap_or_else(|| DEFAULT_REGISTRY_CONFIG.to_string())
+    words
+        .iter()
+        .position(|w| w.as_str() == "serve")
+        .and_then(|i| words.get(i + 1))
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| DEFAULT_REGISTRY_CONFIG.to_string())
 }
 
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
-        value_from: Some(EnvVarSource { secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }), ..Default::default() }),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -129,13 +137,21 @@ pub fn build(i: &JobInputs) -> Result<Job, FreezeError> {
     };
     let mut volumes = pod.volumes.clone().unwrap_or_default();
     volumes.push(Volume { name: BIN_VOLUME.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() });
-    volumes.push(Volume { name: RUN_VOLUME.into(), config_map: Some(ConfigMapVolumeSource { name: i.config_map.into(), ..Default::default() }), ..Default::default() });
+    volumes.push(Volume {
+        name: RUN_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource { name: i.config_map.into(), ..Default::default() }),
+        ..Default::default()
+    });
     let affinity = match i.node {
         Some(node) => Some(Affinity {
             node_affinity: Some(NodeAffinity {
                 required_during_scheduling_ignored_during_execution: Some(NodeSelector {
                     node_selector_terms: vec![NodeSelectorTerm {
-                        match_fields: Some(vec![NodeSelectorRequirement { key: "metadata.name".into(), operator: "In".into(), values: Some(vec![node.into()]) }]),
+                        match_fields: Some(vec![NodeSelectorRequirement {
+                            key: "metadata.name".into(),
+                            operator: "In".into(),
+                            values: Some(vec![node.into()]),
+                        }]),
                         ..Default::default()
                     }],
                 }),
@@ -218,7 +234,14 @@ mod tests {
     }
 
     fn owner() -> OwnerReference {
-        OwnerReference { api_version: "regsweep.dev/v1alpha1".into(), kind: "RegistryCleanupPolicy".into(), name: "nightly".into(), uid: "u".into(), controller: Some(true), ..Default::default() }
+        OwnerReference {
+            api_version: "regsweep.dev/v1alpha1".into(),
+            kind: "RegistryCleanupPolicy".into(),
+            name: "nightly".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            ..Default::default()
+        }
     }
 
     fn inputs<'a>(d: &'a Deployment, node: Option<&'a str>) -> JobInputs<'a> {
@@ -248,7 +271,10 @@ mod tests {
         assert!(c.ports.is_none() && c.liveness_probe.is_none(), "no ports or probes");
         let args = c.args.as_ref().unwrap();
         assert!(args.windows(2).any(|w| w[0] == "--config" && w[1] == "/etc/registry/config.yml"), "{args:?}");
-        assert!(args.iter().all(|a| !a.contains("registry-auth") && !a.to_lowercase().contains("password")), "no credentials on the command line");
+        assert!(
+            args.iter().all(|a| !a.contains("registry-auth") && !a.to_lowercase().contains("password")),
+            "no credentials on the command line"
+        );
         let env = c.env.as_ref().unwrap();
         assert!(env.iter().any(|e| e.name == "REGISTRY_HTTP_SECRET"));
         assert!(env.iter().all(|e| e.name != READ_ONLY_ENV));

@@ -78,7 +78,9 @@ mod tests {
 
     #[test]
     fn take_and_release() {
-        let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "r", "resourceVersion": "7"}, "spec": {"selector": {}, "template": {}}})).unwrap();
+        let d: Deployment =
+            serde_json::from_value(json!({"metadata": {"name": "r", "resourceVersion": "7"}, "spec": {"selector": {}, "template": {}}}))
+                .unwrap();
         let locked = apply(&d, acquire(&d, "nightly/abc/100")).unwrap();
         assert_eq!(holder(&locked), Some("nightly/abc/100"));
         // Someone else's release does nothing; ours frees it.

@@ -48,10 +48,14 @@ pub async fn registry_node(client: &Client, ns: &str, deploy: &Deployment) -> Re
 pub async fn job(client: &Client, ns: &str, name: &str, run_id: &str) -> Result<(JobView, Option<RunOutcome>), Error> {
     let Some(job) = Api::<Job>::namespaced(client.clone(), ns).get_opt(name).await? else { return Ok((JobView::Missing, None)) };
     let status = job.status.unwrap_or_default();
-    let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(&format!("regsweep.dev/run={run_id}"))).await?;
-    let message = pods.items.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).filter(|c| c.name == "sweep").find_map(|c| {
-        c.state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.message.clone())
-    });
+    let pods =
+        Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(&format!("regsweep.dev/run={run_id}"))).await?;
+    let message = pods
+        .items
+        .iter()
+        .flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()))
+        .filter(|c| c.name == "sweep")
+        .find_map(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.message.clone()));
     let outcome = message.as_deref().and_then(|m| serde_json::from_str::<RunOutcome>(m).ok());
     let failed_condition = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
     if status.succeeded.unwrap_or(0) > 0 {
@@ -70,7 +74,10 @@ pub async fn job(client: &Client, ns: &str, name: &str, run_id: &str) -> Result<
 pub async fn registry_access(client: &Client, ns: &str, policy: &RegistryCleanupPolicy) -> Result<ClientOptions, Error> {
     let mut opts = ClientOptions::default();
     if let Some(name) = &policy.spec.registry.credentials_secret {
-        let secret = Api::<Secret>::namespaced(client.clone(), ns).get_opt(name).await?.ok_or_else(|| Error::Secret(name.clone(), "not found in the policy's namespace".into()))?;
+        let secret = Api::<Secret>::namespaced(client.clone(), ns)
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| Error::Secret(name.clone(), "not found in the policy's namespace".into()))?;
         let field = |k: &str| secret.data.as_ref().and_then(|d| d.get(k)).map(|b| String::from_utf8_lossy(&b.0).to_string());
         opts.username = field("username");
         opts.password = field("password");

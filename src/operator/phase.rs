@@ -79,7 +79,8 @@ pub enum Step {
 
 pub fn next_step(run: &RunView, world: &World) -> Step {
     let overdue = run.frozen_at.is_some_and(|t| world.now - t > world.max_read_only);
-    let overdue_failure = || format!("the registry was read-only for longer than maxReadOnlyDuration ({}m)", world.max_read_only.num_minutes());
+    let overdue_failure =
+        || format!("the registry was read-only for longer than maxReadOnlyDuration ({}m)", world.max_read_only.num_minutes());
     match run.phase {
         // Nothing was changed yet: a deleted policy just ends its run.
         RunPhase::Freezing if run.frozen_at.is_none() && world.deleting => {
@@ -94,14 +95,18 @@ pub fn next_step(run: &RunView, world: &World) -> Step {
         RunPhase::Freezing => Step::StartJob,
         // Read-only mode removed behind our back while the sweep runs: stop it at once, a
         // push during garbage collection can lose blobs.
-        RunPhase::Sweeping if run.frozen_at.is_some() && !world.frozen_applied && world.job == JobView::Running => {
-            Step::Abort { failure: "the registry Deployment lost its read-only setting during the sweep (reverted by another tool?); the sweep was stopped".into() }
-        }
+        RunPhase::Sweeping if run.frozen_at.is_some() && !world.frozen_applied && world.job == JobView::Running => Step::Abort {
+            failure:
+                "the registry Deployment lost its read-only setting during the sweep (reverted by another tool?); the sweep was stopped"
+                    .into(),
+        },
         RunPhase::Sweeping => match &world.job {
             JobView::Running if world.deleting => Step::Abort { failure: "the policy was deleted during the run".into() },
             JobView::Running if overdue => Step::Abort { failure: overdue_failure() },
             JobView::Running => Step::Wait { why: "the sweep Job is running".into() },
-            JobView::Missing if world.deleting || overdue => Step::Thaw { failure: Some(if world.deleting { "the policy was deleted during the run".into() } else { overdue_failure() }) },
+            JobView::Missing if world.deleting || overdue => Step::Thaw {
+                failure: Some(if world.deleting { "the policy was deleted during the run".into() } else { overdue_failure() }),
+            },
             JobView::Missing => Step::StartJob,
             JobView::Succeeded if run.dry_run => Step::Finish { result: RunResult::Succeeded, message: "dry run finished".into() },
             JobView::Succeeded => Step::Thaw { failure: None },
@@ -127,7 +132,16 @@ mod tests {
     }
 
     fn world(now: i64) -> World {
-        World { now: t(now), deleting: false, frozen_applied: true, frozen_rolled_out: false, thawed_rolled_out: false, write_refused: None, job: JobView::Missing, max_read_only: Duration::minutes(60) }
+        World {
+            now: t(now),
+            deleting: false,
+            frozen_applied: true,
+            frozen_rolled_out: false,
+            thawed_rolled_out: false,
+            write_refused: None,
+            job: JobView::Missing,
+            max_read_only: Duration::minutes(60),
+        }
     }
 
     fn run(phase: RunPhase, frozen_at: Option<i64>) -> RunView {
@@ -140,7 +154,10 @@ mod tests {
         assert_eq!(next_step(&run(RunPhase::Freezing, None), &w), Step::Freeze);
         let mut gone = world(0);
         gone.deleting = true;
-        assert!(matches!(next_step(&run(RunPhase::Freezing, None), &gone), Step::Finish { result: RunResult::Failed, .. }), "nothing to thaw");
+        assert!(
+            matches!(next_step(&run(RunPhase::Freezing, None), &gone), Step::Finish { result: RunResult::Failed, .. }),
+            "nothing to thaw"
+        );
         assert!(matches!(next_step(&run(RunPhase::Freezing, Some(0)), &w), Step::Wait { .. }));
         w.frozen_rolled_out = true;
         w.write_refused = Some(false);
@@ -166,7 +183,9 @@ mod tests {
         assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &w), Step::Thaw { failure: Some(f) } if f.contains("exit 3")));
         // Overrunning the read-only budget, while freezing, while sweeping, and with the Job gone.
         let late = world(61);
-        assert!(matches!(next_step(&run(RunPhase::Freezing, Some(0)), &late), Step::Thaw { failure: Some(f) } if f.contains("maxReadOnlyDuration")));
+        assert!(
+            matches!(next_step(&run(RunPhase::Freezing, Some(0)), &late), Step::Thaw { failure: Some(f) } if f.contains("maxReadOnlyDuration"))
+        );
         let mut running = world(61);
         running.job = JobView::Running;
         assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &running), Step::Abort { .. }));

@@ -97,7 +97,12 @@ async fn apply(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error
         generation: generation.unwrap_or(1),
         last_run_generation: status.last_run_generation,
         last_scheduled: status.last_schedule_time,
-        created: p.metadata.creation_timestamp.as_ref().map(|t| chrono::DateTime::<Utc>::from_timestamp(t.0.as_second(), 0).unwrap_or(now)).unwrap_or(now),
+        created: p
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| chrono::DateTime::<Utc>::from_timestamp(t.0.as_second(), 0).unwrap_or(now))
+            .unwrap_or(now),
         now,
     };
     match due(&input) {
@@ -126,11 +131,25 @@ fn idle(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, pha
     let reason = if failed { "LastRunFailed" } else { phase };
     let last = status.last_run.as_ref().map(|r| r.message.clone()).unwrap_or_default();
     conditions::set(&mut status.conditions, READY, !failed, reason, message, generation, now);
-    conditions::set(&mut status.conditions, DEGRADED, failed, if failed { "LastRunFailed" } else { "AsExpected" }, if failed { &last } else { "" }, generation, now);
+    conditions::set(
+        &mut status.conditions,
+        DEGRADED,
+        failed,
+        if failed { "LastRunFailed" } else { "AsExpected" },
+        if failed { &last } else { "" },
+        generation,
+        now,
+    );
     conditions::set(&mut status.conditions, PROGRESSING, false, phase, "", generation, now);
 }
 
-async fn start_run(p: &RegistryCleanupPolicy, ctx: &Context, mut status: RegistryCleanupPolicyStatus, scheduled_for: Option<chrono::DateTime<Utc>>, reason: &str) -> Result<Action, Error> {
+async fn start_run(
+    p: &RegistryCleanupPolicy,
+    ctx: &Context,
+    mut status: RegistryCleanupPolicyStatus,
+    scheduled_for: Option<chrono::DateTime<Utc>>,
+    reason: &str,
+) -> Result<Action, Error> {
     let ns = p.namespace().unwrap_or_default();
     let deploy = observe::deployment(&ctx.client, &ns, p).await?;
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
@@ -158,7 +177,15 @@ async fn start_run(p: &RegistryCleanupPolicy, ctx: &Context, mut status: Registr
     progressing(&mut status, p, if dry_run { "Sweeping" } else { "Freezing" }, reason);
     write_status(p, ctx, &status).await?;
     tracing::info!(policy = %p.name_any(), namespace = %ns, run = %id, dry_run, reason, "run started");
-    publish(ctx, p, EventType::Normal, "RunStarted", "Run", &format!("run {id} started: {reason}{}", if dry_run { " (dry run)" } else { "" })).await;
+    publish(
+        ctx,
+        p,
+        EventType::Normal,
+        "RunStarted",
+        "Run",
+        &format!("run {id} started: {reason}{}", if dry_run { " (dry run)" } else { "" }),
+    )
+    .await;
     Ok(Action::requeue(StdDuration::from_millis(500)))
 }
 
@@ -252,13 +279,29 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
                 FreezeMethod::ReadOnly => "read-only",
                 FreezeMethod::ScaleDown => "scaled to zero",
             };
-            publish(ctx, p, EventType::Normal, "Freezing", "Freeze", &format!("run {}: Deployment {} set {how}", run.id, deploy.name_any())).await;
+            publish(
+                ctx,
+                p,
+                EventType::Normal,
+                "Freezing",
+                "Freeze",
+                &format!("run {}: Deployment {} set {how}", run.id, deploy.name_any()),
+            )
+            .await;
             return Ok(Some(Action::requeue(StdDuration::from_millis(500))));
         }
         Step::StartJob => {
             let name = start_job(p, ctx, &ns, &deploy, &mut run).await?;
             run.phase = RunPhase::Sweeping;
-            publish(ctx, p, EventType::Normal, "SweepStarted", "Sweep", &format!("run {}: Job {name} started ({} in-use images protected)", run.id, run.in_use_protected)).await;
+            publish(
+                ctx,
+                p,
+                EventType::Normal,
+                "SweepStarted",
+                "Sweep",
+                &format!("run {}: Job {name} started ({} in-use images protected)", run.id, run.in_use_protected),
+            )
+            .await;
             run.job = Some(name);
         }
         Step::Abort { failure } => {
@@ -281,7 +324,15 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
             thaw_deployment(ctx, &ns, &deploy, &run).await?;
             run.phase = RunPhase::Thawing;
             let (kind, reason) = if failure.is_some() { (EventType::Warning, "SweepFailed") } else { (EventType::Normal, "Thawing") };
-            publish(ctx, p, kind, reason, "Thaw", &format!("run {}: {}; restoring Deployment {}", run.id, failure.as_deref().unwrap_or("swept"), deploy.name_any())).await;
+            publish(
+                ctx,
+                p,
+                kind,
+                reason,
+                "Thaw",
+                &format!("run {}: {}; restoring Deployment {}", run.id, failure.as_deref().unwrap_or("swept"), deploy.name_any()),
+            )
+            .await;
             run.failure = failure;
         }
         Step::Finish { result, message } => {
@@ -316,7 +367,11 @@ async fn thaw_deployment(ctx: &Context, ns: &str, deploy: &Deployment, run: &Run
 /// The run's ConfigMap (policy and protected references) and Job.
 async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &Deployment, run: &mut RunState) -> Result<String, Error> {
     let owner = p.controller_owner_ref(&()).expect("a stored policy has a uid");
-    let refs = if p.spec.protection.in_use { scan::in_use(&ctx.client, &ctx.config.in_use_namespaces, &p.spec.registry.hosts).await? } else { Vec::new() };
+    let refs = if p.spec.protection.in_use {
+        scan::in_use(&ctx.client, &ctx.config.in_use_namespaces, &p.spec.registry.hosts).await?
+    } else {
+        Vec::new()
+    };
     run.in_use_protected = refs.len();
     let protect: String = refs.iter().map(|r| format!("{}\n", r.reference)).collect();
     let document = json!({
@@ -327,13 +382,23 @@ async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &
     });
     let name = job::job_name(&p.name_any(), &run.id);
     let cm = ConfigMap {
-        metadata: kube::api::ObjectMeta { name: Some(name.clone()), namespace: Some(ns.into()), labels: Some(job::labels(&p.name_any(), &run.id)), owner_references: Some(vec![owner.clone()]), ..Default::default() },
-        data: Some([("policy.yaml".to_string(), serde_yaml::to_string(&document).expect("YAML")), ("protect.txt".to_string(), protect)].into()),
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.into()),
+            labels: Some(job::labels(&p.name_any(), &run.id)),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        data: Some(
+            [("policy.yaml".to_string(), serde_yaml::to_string(&document).expect("YAML")), ("protect.txt".to_string(), protect)].into(),
+        ),
         ..Default::default()
     };
     ignore_exists(Api::<ConfigMap>::namespaced(ctx.client.clone(), ns).create(&PostParams::default(), &cm).await)?;
     let pin = match &run.frozen {
-        Some(f) if f.method == FreezeMethod::ReadOnly => choose_method(p.spec.maintenance.mode, &observe::storage_access(&ctx.client, ns, deploy).await?).pin_to_node,
+        Some(f) if f.method == FreezeMethod::ReadOnly => {
+            choose_method(p.spec.maintenance.mode, &observe::storage_access(&ctx.client, ns, deploy).await?).pin_to_node
+        }
         _ => false,
     };
     let node = if pin { observe::registry_node(&ctx.client, ns, deploy).await? } else { None };
@@ -363,7 +428,14 @@ fn ignore_exists<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
     }
 }
 
-async fn finish(p: &RegistryCleanupPolicy, ctx: &Context, mut status: RegistryCleanupPolicyStatus, run: RunState, result: RunResult, message: String) -> Result<(), Error> {
+async fn finish(
+    p: &RegistryCleanupPolicy,
+    ctx: &Context,
+    mut status: RegistryCleanupPolicyStatus,
+    run: RunState,
+    result: RunResult,
+    message: String,
+) -> Result<(), Error> {
     let ns = p.namespace().unwrap_or_default();
     let now = Utc::now();
     if !run.dry_run
@@ -416,7 +488,12 @@ async fn finish(p: &RegistryCleanupPolicy, ctx: &Context, mut status: RegistryCl
         RunResult::Succeeded => (EventType::Normal, "RunSucceeded"),
         RunResult::Failed => (EventType::Warning, "RunFailed"),
     };
-    let text = format!("run {}: {message}; {} manifests deleted, {} reclaimed, read-only {read_only_seconds}s", run.id, outcome.manifests_deleted, crate::units::bytes(outcome.bytes_reclaimed));
+    let text = format!(
+        "run {}: {message}; {} manifests deleted, {} reclaimed, read-only {read_only_seconds}s",
+        run.id,
+        outcome.manifests_deleted,
+        crate::units::bytes(outcome.bytes_reclaimed)
+    );
     publish(ctx, p, kind, reason, "Report", &text).await;
     Ok(())
 }
@@ -447,7 +524,8 @@ async fn write_status_if_changed(p: &RegistryCleanupPolicy, ctx: &Context, statu
 }
 
 async fn publish(ctx: &Context, p: &RegistryCleanupPolicy, type_: EventType, reason: &str, action: &str, note: &str) {
-    let event = Event { type_, reason: reason.into(), note: Some(note.chars().take(1000).collect()), action: action.into(), secondary: None };
+    let event =
+        Event { type_, reason: reason.into(), note: Some(note.chars().take(1000).collect()), action: action.into(), secondary: None };
     if let Err(e) = ctx.recorder.publish(&event, &p.object_ref(&())).await {
         tracing::warn!(policy = %p.name_any(), error = %e, "cannot publish an Event");
     }

@@ -19,7 +19,8 @@ pub fn rollout(deploy: &Deployment) -> Rollout {
     if observed < generation {
         return Rollout::Pending(format!("the Deployment controller has not seen generation {generation} yet"));
     }
-    let (total, updated, available) = (status.replicas.unwrap_or(0), status.updated_replicas.unwrap_or(0), status.available_replicas.unwrap_or(0));
+    let (total, updated, available) =
+        (status.replicas.unwrap_or(0), status.updated_replicas.unwrap_or(0), status.available_replicas.unwrap_or(0));
     if updated < want {
         return Rollout::Pending(format!("{updated} of {want} replicas run the new template"));
     }

@@ -33,10 +33,25 @@ pub struct OperatorOptions {
 }
 
 async fn serve(listen: SocketAddr, metrics: Metrics, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(move || { let m = metrics.clone(); async move { m.encode() } }))
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(move || { let r = ready.clone(); async move { if r.load(Ordering::SeqCst) { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") } } }));
+    let app =
+        Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let m = metrics.clone();
+                    async move { m.encode() }
+                }),
+            )
+            .route("/livez", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let r = ready.clone();
+                    async move {
+                        if r.load(Ordering::SeqCst) { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+                    }
+                }),
+            );
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "serving /metrics, /livez and /readyz");
     axum::serve(listener, app).await?;

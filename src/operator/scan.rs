@@ -42,7 +42,8 @@ pub async fn in_use(client: &Client, namespaces: &Option<Vec<String>>, hosts: &[
     each::<Deployment>(client, namespaces, |d| idx.add(&user(d), template(d.spec.template.spec.as_ref()), hosts)).await?;
     each::<StatefulSet>(client, namespaces, |s| idx.add(&user(s), template(s.spec.template.spec.as_ref()), hosts)).await?;
     each::<DaemonSet>(client, namespaces, |d| idx.add(&user(d), template(d.spec.template.spec.as_ref()), hosts)).await?;
-    each::<ReplicaSet>(client, namespaces, |r| idx.add(&user(r), template(r.spec.template.as_ref().and_then(|t| t.spec.as_ref())), hosts)).await?;
+    each::<ReplicaSet>(client, namespaces, |r| idx.add(&user(r), template(r.spec.template.as_ref().and_then(|t| t.spec.as_ref())), hosts))
+        .await?;
     each::<Job>(client, namespaces, |j| idx.add(&user(j), template(j.spec.as_ref().and_then(|s| s.template.spec.as_ref())), hosts)).await?;
     each::<CronJob>(client, namespaces, |c| {
         let spec = c.spec.job_template.spec.as_ref().and_then(|j| j.template.spec.as_ref());

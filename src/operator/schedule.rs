@@ -8,10 +8,15 @@ use chrono_tz::Tz;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Due {
     /// Start a run now; `scheduled_for` is the tick it covers (None without a schedule).
-    Now { scheduled_for: Option<DateTime<Utc>>, reason: String },
+    Now {
+        scheduled_for: Option<DateTime<Utc>>,
+        reason: String,
+    },
     /// Nothing to do until then.
     At(DateTime<Utc>),
-    Never { reason: String },
+    Never {
+        reason: String,
+    },
 }
 
 pub struct ScheduleInput<'a> {
@@ -46,10 +51,8 @@ pub fn due(input: &ScheduleInput) -> Due {
         return Due::At(next);
     }
     // Cover the latest tick that has passed, not the first missed one.
-    let latest = cron
-        .find_previous_occurrence(&input.now.with_timezone(&input.time_zone), true)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(next);
+    let latest =
+        cron.find_previous_occurrence(&input.now.with_timezone(&input.time_zone), true).map(|t| t.with_timezone(&Utc)).unwrap_or(next);
     Due::Now { scheduled_for: Some(latest), reason: format!("scheduled for {}", latest.format("%Y-%m-%d %H:%M UTC")) }
 }
 
@@ -63,7 +66,16 @@ mod tests {
     }
 
     fn input<'a>(cron: Option<&'a croner::Cron>, now: DateTime<Utc>) -> ScheduleInput<'a> {
-        ScheduleInput { schedule: cron, time_zone: chrono_tz::UTC, suspend: false, generation: 1, last_run_generation: None, last_scheduled: None, created: at(2026, 1, 1, 0, 0), now }
+        ScheduleInput {
+            schedule: cron,
+            time_zone: chrono_tz::UTC,
+            suspend: false,
+            generation: 1,
+            last_run_generation: None,
+            last_scheduled: None,
+            created: at(2026, 1, 1, 0, 0),
+            now,
+        }
     }
 
     #[test]

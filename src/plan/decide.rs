@@ -298,4 +298,3 @@ fn keep_everything(repo: &Repository, reason: &str) -> RepositoryPlan {
             .collect(),
     }
 }
-

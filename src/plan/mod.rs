@@ -116,9 +116,10 @@ impl Plan {
             .repositories
             .iter()
             .flat_map(|r| {
-                r.manifests.iter().filter(|m| m.action == Action::Delete).map(|m| {
-                    (m.delete_rank, Deletion { repository: r.name.clone(), digest: m.digest.clone(), rank: m.delete_rank })
-                })
+                r.manifests
+                    .iter()
+                    .filter(|m| m.action == Action::Delete)
+                    .map(|m| (m.delete_rank, Deletion { repository: r.name.clone(), digest: m.digest.clone(), rank: m.delete_rank }))
             })
             .collect();
         list.sort_by_key(|(rank, _)| *rank);
@@ -145,7 +146,8 @@ pub fn plan(policy: &CompiledPolicy, snapshot: &Snapshot, protections: &[Protect
     all.extend(protections.iter().filter(|p| p.reference.names_registry(&policy.hosts)).cloned());
     let mut warnings = policy.warnings.clone();
     if !snapshot.sees_untagged {
-        warnings.push("this snapshot comes from the registry API, which cannot list untagged manifests; untagged rules are not applied".into());
+        warnings
+            .push("this snapshot comes from the registry API, which cannot list untagged manifests; untagged rules are not applied".into());
     }
     let repositories: Vec<RepositoryPlan> = snapshot
         .repositories

@@ -28,14 +28,35 @@ pub fn table(plan: &Plan, all: bool) -> String {
     for repo in &plan.repositories {
         let untouched = repo.rule.is_none();
         if untouched && !all {
-            rows.push([repo.name.clone(), format!("({} tags)", repo.tags.len()), String::new(), String::new(), "keep".into(), "no rule matches this repository".into()]);
+            rows.push([
+                repo.name.clone(),
+                format!("({} tags)", repo.tags.len()),
+                String::new(),
+                String::new(),
+                "keep".into(),
+                "no rule matches this repository".into(),
+            ]);
             continue;
         }
         for t in &repo.tags {
-            rows.push([repo.name.clone(), display_tag(&t.tag), t.digest.short().to_string(), units::age(t.pushed, now), action(t.action).into(), t.reason.clone()]);
+            rows.push([
+                repo.name.clone(),
+                display_tag(&t.tag),
+                t.digest.short().to_string(),
+                units::age(t.pushed, now),
+                action(t.action).into(),
+                t.reason.clone(),
+            ]);
         }
         for m in repo.manifests.iter().filter(|m| m.tags.is_empty()) {
-            rows.push([repo.name.clone(), "<untagged>".into(), m.digest.short().to_string(), units::age(m.pushed, now), action(m.action).into(), m.reason.clone()]);
+            rows.push([
+                repo.name.clone(),
+                "<untagged>".into(),
+                m.digest.short().to_string(),
+                units::age(m.pushed, now),
+                action(m.action).into(),
+                m.reason.clone(),
+            ]);
         }
     }
     let header = ["REPOSITORY", "TAG", "DIGEST", "PUSHED", "ACTION", "REASON"].map(String::from);
@@ -51,7 +72,8 @@ pub fn table(plan: &Plan, all: bool) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r.iter().zip(widths).enumerate().map(|(i, (c, w))| if i == 5 { c.clone() } else { format!("{c:w$}") }).collect();
+        let line: Vec<String> =
+            r.iter().zip(widths).enumerate().map(|(i, (c, w))| if i == 5 { c.clone() } else { format!("{c:w$}") }).collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     let s = &plan.summary;

@@ -85,8 +85,7 @@ fn rule(f: impl FnOnce(&mut Rule)) -> Rule {
 
 fn run(reg: &Reg, rules: Vec<Rule>, protect: &[&str]) -> Plan {
     let policy = compile(&RegistryCleanupPolicySpec { rules, ..Default::default() }).unwrap();
-    let protections: Vec<Protection> =
-        protect.iter().map(|r| Protection::in_use(ProtectedRef::parse(r).unwrap())).collect();
+    let protections: Vec<Protection> = protect.iter().map(|r| Protection::in_use(ProtectedRef::parse(r).unwrap())).collect();
     plan(&policy, &reg.snap, &protections, now())
 }
 
@@ -124,7 +123,14 @@ fn keep_within_and_keep_latest_combine_as_either() {
     for (tag, age) in [("new", 1), ("mid", 10), ("old", 40), ("older", 50)] {
         reg.tagged("app", tag, age);
     }
-    let p = run(&reg, vec![rule(|r| { r.keep_latest = Some(1); r.keep_within = Some("30d".into()); })], &[]);
+    let p = run(
+        &reg,
+        vec![rule(|r| {
+            r.keep_latest = Some(1);
+            r.keep_within = Some("30d".into());
+        })],
+        &[],
+    );
     assert_eq!(tag_action(&p, "app", "new"), (Action::Keep, "among the newest 1".into()));
     assert_eq!(tag_action(&p, "app", "mid"), (Action::Keep, "pushed within 30d".into()));
     assert_eq!(tag_action(&p, "app", "old"), (Action::Delete, "not among the newest 1 and pushed more than 30d ago".into()));
@@ -171,7 +177,14 @@ fn a_tag_sharing_its_digest_with_a_kept_tag_stays() {
     let mut reg = Reg::new();
     let d = reg.tagged("app", "v1.2", 100);
     reg.tag("app", "stable-old", &d, 100);
-    let p = run(&reg, vec![rule(|r| { r.keep_latest = Some(0); r.keep_tags = vec!["v*".into()]; })], &[]);
+    let p = run(
+        &reg,
+        vec![rule(|r| {
+            r.keep_latest = Some(0);
+            r.keep_tags = vec!["v*".into()];
+        })],
+        &[],
+    );
     assert_eq!(tag_action(&p, "app", "stable-old"), (Action::Keep, "shares its digest with kept tag v1.2".into()));
     assert_eq!(manifest_action(&p, "app", &d).0, Action::Keep);
     assert!(p.deletions().is_empty());
@@ -188,7 +201,11 @@ fn index_children_follow_their_index() {
     reg.tag("app", "old", &old_index, 100);
     let p = run(
         &reg,
-        vec![rule(|r| { r.keep_latest = Some(0); r.keep_tags = vec!["v1".into()]; r.untagged = UntaggedAction::Delete; })],
+        vec![rule(|r| {
+            r.keep_latest = Some(0);
+            r.keep_tags = vec!["v1".into()];
+            r.untagged = UntaggedAction::Delete;
+        })],
         &[],
     );
     assert_eq!(manifest_action(&p, "app", &a1), (Action::Keep, format!("child of kept index {}", kept_index.short())));
@@ -216,7 +233,14 @@ fn untagged_manifests_and_the_grace_period() {
     reg.tagged("app", "v1", 10);
     let old = reg.image("app", "untagged-old", 3);
     let young = reg.image("app", "untagged-young", 0);
-    let p = run(&reg, vec![rule(|r| { r.untagged = UntaggedAction::Delete; r.untagged_grace_period = Some("48h".into()); })], &[]);
+    let p = run(
+        &reg,
+        vec![rule(|r| {
+            r.untagged = UntaggedAction::Delete;
+            r.untagged_grace_period = Some("48h".into());
+        })],
+        &[],
+    );
     assert_eq!(manifest_action(&p, "app", &old), (Action::Delete, "untagged for more than 2d".into()));
     assert_eq!(manifest_action(&p, "app", &young), (Action::Keep, "untagged for less than 2d".into()));
     let keep = run(&reg, vec![rule(|_| {})], &[]);
@@ -230,7 +254,13 @@ fn an_unreadable_manifest_protects_untagged_ones() {
     let broken = Digest::of(b"broken");
     reg.repo("app").manifests.insert(
         broken.clone(),
-        Manifest { digest: broken.clone(), media_type: String::new(), pushed: days_ago(30), content: Content::Unknown { why: "schema1".into() }, subject: None },
+        Manifest {
+            digest: broken.clone(),
+            media_type: String::new(),
+            pushed: days_ago(30),
+            content: Content::Unknown { why: "schema1".into() },
+            subject: None,
+        },
     );
     reg.tag("app", "legacy", &broken, 30);
     let p = run(&reg, vec![rule(|r| r.untagged = UntaggedAction::Delete)], &[]);
@@ -250,8 +280,14 @@ fn signature_tags_follow_their_subject_and_are_not_counted() {
     reg.tag("app", &format!("sha256-{}.att", gone.hex()), &sig_gone, 0);
     let p = run(&reg, vec![rule(|r| r.keep_latest = Some(1))], &[]);
     assert_eq!(tag_action(&p, "app", "new").0, Action::Keep, "the newer signature tag did not take the slot");
-    assert_eq!(tag_action(&p, "app", &format!("sha256-{}.sig", kept.hex())), (Action::Keep, format!("signature of kept image {}", kept.short())));
-    assert_eq!(tag_action(&p, "app", &format!("sha256-{}.att", gone.hex())), (Action::Delete, format!("signature of deleted image {}", gone.short())));
+    assert_eq!(
+        tag_action(&p, "app", &format!("sha256-{}.sig", kept.hex())),
+        (Action::Keep, format!("signature of kept image {}", kept.short()))
+    );
+    assert_eq!(
+        tag_action(&p, "app", &format!("sha256-{}.att", gone.hex())),
+        (Action::Delete, format!("signature of deleted image {}", gone.short()))
+    );
     assert_eq!(manifest_action(&p, "app", &sig_gone).0, Action::Delete);
     // Signatures are deleted first.
     assert_eq!(p.deletions()[0].digest, sig_gone);
@@ -283,7 +319,10 @@ fn protected_references_override_every_rule() {
     let untagged = reg.image("app", "pinned", 90);
     let p = run(
         &reg,
-        vec![rule(|r| { r.keep_latest = Some(0); r.untagged = UntaggedAction::Delete; })],
+        vec![rule(|r| {
+            r.keep_latest = Some(0);
+            r.untagged = UntaggedAction::Delete;
+        })],
         &[&format!("app@{by_digest}"), "registry.example.com/app:b", "base/*:stable", &format!("app@{untagged}")],
     );
     assert_eq!(manifest_action(&p, "app", &by_digest), (Action::Keep, format!("in use: app@{by_digest}")));
@@ -317,7 +356,15 @@ fn nested_indexes_and_manifest_lists_keep_their_whole_tree() {
     let outer = reg.index("app", "outer", vec![inner.clone()], 100);
     reg.repo("app").manifests.get_mut(&outer).unwrap().media_type = crate::media::DOCKER_MANIFEST_LIST.into();
     reg.tag("app", "v1", &outer, 100);
-    let p = run(&reg, vec![rule(|r| { r.keep_tags = vec!["v1".into()]; r.keep_latest = Some(0); r.untagged = UntaggedAction::Delete; })], &[]);
+    let p = run(
+        &reg,
+        vec![rule(|r| {
+            r.keep_tags = vec!["v1".into()];
+            r.keep_latest = Some(0);
+            r.untagged = UntaggedAction::Delete;
+        })],
+        &[],
+    );
     assert_eq!(manifest_action(&p, "app", &inner).0, Action::Keep);
     assert_eq!(manifest_action(&p, "app", &leaf), (Action::Keep, format!("child of kept index {}", inner.short())));
 }
@@ -353,7 +400,14 @@ fn a_digest_named_by_tags_in_two_repositories_is_decided_per_repository() {
     let m = reg.repo("a").manifests[&d].clone();
     reg.repo("b").manifests.insert(d.clone(), m);
     reg.tag("b", "old", &d, 100);
-    let p = run(&reg, vec![rule(|r| { r.repositories = vec!["a".into()]; r.keep_latest = Some(0); })], &[]);
+    let p = run(
+        &reg,
+        vec![rule(|r| {
+            r.repositories = vec!["a".into()];
+            r.keep_latest = Some(0);
+        })],
+        &[],
+    );
     assert_eq!(tag_action(&p, "a", "old").0, Action::Delete);
     assert_eq!(tag_action(&p, "b", "old").0, Action::Keep);
     // Its blobs stay: repository b still references them.

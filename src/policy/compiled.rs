@@ -45,8 +45,7 @@ pub struct CompiledRule {
 
 impl CompiledRule {
     pub fn matches(&self, repository: &str) -> bool {
-        self.repositories.iter().any(|g| g.is_match(repository))
-            && !self.exclude.iter().any(|g| g.is_match(repository))
+        self.repositories.iter().any(|g| g.is_match(repository)) && !self.exclude.iter().any(|g| g.is_match(repository))
     }
 
     /// Tag retention is active only when the rule says how many or how recent to keep.
@@ -88,9 +87,8 @@ impl std::error::Error for InvalidPolicy {}
 
 /// Parses `90m`, `12h`, `30d` (and humantime's longer forms such as `1h 30m`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let std = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("{text:?} is not a duration ({e}); write a number and a unit, e.g. 90m, 12h or 30d")
-    })?;
+    let std = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write a number and a unit, e.g. 90m, 12h or 30d"))?;
     Duration::from_std(std).map_err(|_| format!("{text:?} is too long a duration"))
 }
 
@@ -113,19 +111,17 @@ pub fn compile(spec: &RegistryCleanupPolicySpec) -> Result<CompiledPolicy, Inval
     let time_zone = match &spec.time_zone {
         None => chrono_tz::UTC,
         Some(tz) => c
-            .take("spec.timeZone", chrono_tz::Tz::from_str(tz).map_err(|_| {
-                format!("{tz:?} is not an IANA time zone name; use e.g. \"Europe/Berlin\" or \"UTC\"")
-            }))
+            .take(
+                "spec.timeZone",
+                chrono_tz::Tz::from_str(tz)
+                    .map_err(|_| format!("{tz:?} is not an IANA time zone name; use e.g. \"Europe/Berlin\" or \"UTC\"")),
+            )
             .unwrap_or(chrono_tz::UTC),
     };
     let schedule = spec.schedule.as_ref().and_then(|s| c.take("spec.schedule", parse_cron(s)));
 
-    let rules: Vec<CompiledRule> = spec
-        .rules
-        .iter()
-        .enumerate()
-        .filter_map(|(i, rule)| compile_rule(i, rule, &mut c, &mut warnings))
-        .collect();
+    let rules: Vec<CompiledRule> =
+        spec.rules.iter().enumerate().filter_map(|(i, rule)| compile_rule(i, rule, &mut c, &mut warnings)).collect();
     if spec.rules.is_empty() {
         warnings.push("the policy has no rules, so it deletes nothing".to_string());
     }
@@ -134,7 +130,10 @@ pub fn compile(spec: &RegistryCleanupPolicySpec) -> Result<CompiledPolicy, Inval
     let hosts: Vec<String> = spec.registry.hosts.iter().map(|h| h.trim().to_string()).collect();
     for (i, h) in hosts.iter().enumerate() {
         if h.is_empty() || h.contains('/') || h.contains("://") {
-            c.push(format!("spec.registry.hosts[{i}]"), format!("{h:?} is not a host name; write e.g. \"registry.example.com\" or \"registry.svc:5000\" without scheme or path"));
+            c.push(
+                format!("spec.registry.hosts[{i}]"),
+                format!("{h:?} is not a host name; write e.g. \"registry.example.com\" or \"registry.svc:5000\" without scheme or path"),
+            );
         }
     }
     let mut protected = Vec::new();
@@ -168,9 +167,7 @@ pub fn compile(spec: &RegistryCleanupPolicySpec) -> Result<CompiledPolicy, Inval
 
 pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
     if text.split_whitespace().count() != 5 {
-        return Err(format!(
-            "{text:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\""
-        ));
+        return Err(format!("{text:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\""));
     }
     croner::Cron::from_str(text).map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))
 }

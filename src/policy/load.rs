@@ -17,9 +17,7 @@ pub fn from_yaml(text: &str, origin: &str) -> Result<RegistryCleanupPolicy, Inva
     if api_version != Some(API_VERSION) || kind != Some(KIND) {
         return Err(invalid(
             origin,
-            format!(
-                "must be a `{KIND}` with `apiVersion: {API_VERSION}` (found apiVersion {api_version:?}, kind {kind:?})"
-            ),
+            format!("must be a `{KIND}` with `apiVersion: {API_VERSION}` (found apiVersion {api_version:?}, kind {kind:?})"),
         ));
     }
     let mut unknown = Vec::new();
@@ -36,7 +34,10 @@ pub fn from_yaml(text: &str, origin: &str) -> Result<RegistryCleanupPolicy, Inva
         return Err(InvalidPolicy {
             problems: unknown
                 .into_iter()
-                .map(|f| Problem { field: f, message: "is not a field of RegistryCleanupPolicy (check its spelling; `regsweep crd` prints the schema)".into() })
+                .map(|f| Problem {
+                    field: f,
+                    message: "is not a field of RegistryCleanupPolicy (check its spelling; `regsweep crd` prints the schema)".into(),
+                })
                 .collect(),
         });
     }

@@ -71,8 +71,7 @@ impl TagPattern {
                 "tag pattern {source:?} contains '/', which tags never contain (tags are {TAG_CHARS}); it can never match"
             ));
         }
-        let glob = Glob::new(source)
-            .map_err(|e| format!("tag pattern {source:?} is not a valid glob: {}", e.kind()))?;
+        let glob = Glob::new(source).map_err(|e| format!("tag pattern {source:?} is not a valid glob: {}", e.kind()))?;
         Ok(TagPattern { source: source.to_string(), kind: TagPatternKind::Glob(glob.compile_matcher()) })
     }
 

@@ -20,9 +20,7 @@ pub struct ProtectedRef {
 /// or is `localhost`; otherwise the whole string is a repository path.
 fn split_host(s: &str) -> (Option<&str>, &str) {
     match s.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            (Some(first), rest)
-        }
+        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => (Some(first), rest),
         _ => (None, s),
     }
 }

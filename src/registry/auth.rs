@@ -78,7 +78,12 @@ struct TokenResponse {
 }
 
 /// Asks the challenge's realm for a token (with the basic credentials when given).
-pub async fn fetch_token(http: &reqwest::Client, registry: &str, challenge: &Challenge, credentials: Option<&Credentials>) -> Result<String, RegistryError> {
+pub async fn fetch_token(
+    http: &reqwest::Client,
+    registry: &str,
+    challenge: &Challenge,
+    credentials: Option<&Credentials>,
+) -> Result<String, RegistryError> {
     let unexpected = |body: String| RegistryError::Unexpected { what: "get a bearer token".into(), status: 401, body };
     let realm = challenge.params.get("realm").ok_or_else(|| unexpected("the registry's WWW-Authenticate challenge has no realm".into()))?;
     let query: Vec<(&str, &str)> = ["service", "scope"].iter().filter_map(|k| challenge.params.get(*k).map(|v| (*k, v.as_str()))).collect();
@@ -98,10 +103,19 @@ pub async fn fetch_token(http: &reqwest::Client, registry: &str, challenge: &Cha
     }
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
-        return Err(RegistryError::Unexpected { what: format!("get a bearer token from {realm}"), status: status.as_u16(), body: super::error::trim_body(&body) });
+        return Err(RegistryError::Unexpected {
+            what: format!("get a bearer token from {realm}"),
+            status: status.as_u16(),
+            body: super::error::trim_body(&body),
+        });
     }
-    let token: TokenResponse = resp.json().await.map_err(|e| unexpected(format!("the token service at {realm} answered something that is not a token: {e}")))?;
-    token.token.or(token.access_token).filter(|t| !t.is_empty()).ok_or_else(|| unexpected(format!("the token service at {realm} answered without a token")))
+    let token: TokenResponse =
+        resp.json().await.map_err(|e| unexpected(format!("the token service at {realm} answered something that is not a token: {e}")))?;
+    token
+        .token
+        .or(token.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unexpected(format!("the token service at {realm} answered without a token")))
 }
 
 #[cfg(test)]
@@ -110,7 +124,10 @@ mod tests {
 
     #[test]
     fn parses_bearer_challenges() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:team/app:pull,push""#).unwrap();
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:team/app:pull,push""#,
+        )
+        .unwrap();
         assert_eq!(c.scheme, "bearer");
         assert_eq!(c.params["realm"], "https://auth.example.com/token");
         assert_eq!(c.params["service"], "registry.example.com");

@@ -16,7 +16,9 @@ impl RegistryClient {
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => Ok(Some(header(&resp, CONTENT_LENGTH).parse().unwrap_or(0))),
-            _ => Err(self.fail(resp, format!("HEAD blob {repo}@{digest}"), Subject::Blob { repository: repo, digest: digest.as_str() }).await),
+            _ => Err(self
+                .fail(resp, format!("HEAD blob {repo}@{digest}"), Subject::Blob { repository: repo, digest: digest.as_str() })
+                .await),
         }
     }
 
@@ -69,7 +71,11 @@ impl RegistryClient {
         }
         let location = header(&resp, LOCATION);
         if location.is_empty() {
-            return Err(RegistryError::Unexpected { what: format!("start a blob upload to {repo}"), status: 202, body: "no Location header".into() });
+            return Err(RegistryError::Unexpected {
+                what: format!("start a blob upload to {repo}"),
+                status: 202,
+                body: "no Location header".into(),
+            });
         }
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
@@ -86,6 +92,10 @@ fn check(repo: &str, expected: &Digest, actual: Digest) -> Result<(), RegistryEr
     if &actual == expected {
         Ok(())
     } else {
-        Err(RegistryError::DigestMismatch { what: format!("blob {repo}@{expected}"), expected: expected.to_string(), actual: actual.to_string() })
+        Err(RegistryError::DigestMismatch {
+            what: format!("blob {repo}@{expected}"),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
     }
 }

@@ -41,7 +41,8 @@ mod tests {
 
     #[tokio::test]
     async fn stops_at_the_first_error() {
-        let out: Result<Vec<u32>, String> = try_map_bounded(0..5u32, 0, |i| async move { if i == 2 { Err(format!("item {i}")) } else { Ok(i) } }).await;
+        let out: Result<Vec<u32>, String> =
+            try_map_bounded(0..5u32, 0, |i| async move { if i == 2 { Err(format!("item {i}")) } else { Ok(i) } }).await;
         assert_eq!(out.unwrap_err(), "item 2");
     }
 }

@@ -128,7 +128,8 @@ impl RegistryClient {
         }
         if let Some(ca) = &opts.ca_cert {
             let pem = std::fs::read(ca).map_err(|e| invalid(format!("cannot read the CA file {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(format!("the CA file {} is not PEM: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| invalid(format!("the CA file {} is not PEM: {e}", ca.display())))?;
             if certs.is_empty() {
                 return Err(invalid(format!("the CA file {} holds no certificate", ca.display())));
             }
@@ -171,8 +172,16 @@ impl RegistryClient {
 
     /// A path (`/v2/...`) under the base URL, or an absolute URL as the registry handed it out.
     fn resolve(&self, path: &str) -> Result<Url, RegistryError> {
-        let text = if path.starts_with("http://") || path.starts_with("https://") { path.to_string() } else { format!("{}{path}", self.inner.base) };
-        Url::parse(&text).map_err(|e| RegistryError::Unexpected { what: "follow a URL from the registry".into(), status: 0, body: format!("{text:?}: {e}") })
+        let text = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.inner.base)
+        };
+        Url::parse(&text).map_err(|e| RegistryError::Unexpected {
+            what: "follow a URL from the registry".into(),
+            status: 0,
+            body: format!("{text:?}: {e}"),
+        })
     }
 
     pub(super) fn transport_error(&self, e: reqwest::Error) -> RegistryError {
@@ -195,7 +204,10 @@ impl RegistryClient {
         let url = self.resolve(call.path)?;
         let ours = url.origin().ascii_serialization() == self.inner.origin;
         if !ours {
-            tracing::warn!(host = url.host_str().unwrap_or(""), "the registry redirected a request to another host; sending it without credentials");
+            tracing::warn!(
+                host = url.host_str().unwrap_or(""),
+                "the registry redirected a request to another host; sending it without credentials"
+            );
         }
         let cached = if ours { self.inner.tokens.get(&call.scope) } else { None };
         let resp = self.attempt(&call, &url, ours, cached.as_deref()).await?;
@@ -237,7 +249,13 @@ impl RegistryClient {
         let status = resp.status().as_u16();
         let content_type = header(&resp, CONTENT_TYPE);
         let body = resp.bytes().await.unwrap_or_default();
-        let error = classify(&self.inner.base, what, subject, Answer { status, content_type: &content_type, body: &body }, self.inner.credentials.is_some());
+        let error = classify(
+            &self.inner.base,
+            what,
+            subject,
+            Answer { status, content_type: &content_type, body: &body },
+            self.inner.credentials.is_some(),
+        );
         tracing::debug!(category = error.category(), status, "registry refused a request");
         error
     }

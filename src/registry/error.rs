@@ -8,7 +8,9 @@ use serde::Deserialize;
 pub enum RegistryError {
     #[error("cannot reach the registry at {url}: {cause}")]
     Unreachable { url: String, cause: String },
-    #[error("TLS with {url} failed: {cause}; if the registry uses a private CA, pass its PEM file (--ca-cert FILE), or for a lab registry only, skip verification (--insecure-skip-tls-verify)")]
+    #[error(
+        "TLS with {url} failed: {cause}; if the registry uses a private CA, pass its PEM file (--ca-cert FILE), or for a lab registry only, skip verification (--insecure-skip-tls-verify)"
+    )]
     Tls { url: String, cause: String },
     #[error(
         "the registry at {url} answered 401 Unauthorized{}: {}; set them with --username and REGSWEEP_REGISTRY_PASSWORD (operator: the policy's credentialsSecret)",
@@ -18,9 +20,13 @@ pub enum RegistryError {
     Unauthorized { url: String, had_credentials: bool, detail: Option<String> },
     #[error("the registry denied {what} (403 Forbidden); the account lacks that permission")]
     Forbidden { what: String },
-    #[error("the registry has deletes disabled and refused {what} (405 UNSUPPORTED); set `storage.delete.enabled: true` in its configuration (or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it")]
+    #[error(
+        "the registry has deletes disabled and refused {what} (405 UNSUPPORTED); set `storage.delete.enabled: true` in its configuration (or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it"
+    )]
     DeleteDisabled { what: String },
-    #[error("the registry is in read-only maintenance mode (storage.maintenance.readonly) and refused {what} (405); writes work again once it is restarted without it")]
+    #[error(
+        "the registry is in read-only maintenance mode (storage.maintenance.readonly) and refused {what} (405); writes work again once it is restarted without it"
+    )]
     ReadOnly { what: String },
     #[error("repository {repository} is not known to the registry (NAME_UNKNOWN)")]
     RepositoryUnknown { repository: String },
@@ -135,16 +141,22 @@ pub fn classify(url: &str, what: String, subject: Subject<'_>, answer: Answer<'_
         Subject::Repository(r) | Subject::Manifest { repository: r, .. } | Subject::Blob { repository: r, .. } => r,
     };
     match answer.status {
-        401 => RegistryError::Unauthorized { url: url.to_string(), had_credentials, detail: parsed.errors.first().map(|e| e.message.clone()) },
+        401 => {
+            RegistryError::Unauthorized { url: url.to_string(), had_credentials, detail: parsed.errors.first().map(|e| e.message.clone()) }
+        }
         403 => RegistryError::Forbidden { what },
         405 if parsed.has("UNSUPPORTED") => RegistryError::DeleteDisabled { what },
         405 if answer.content_type.starts_with("text/plain") || parsed.errors.is_empty() => RegistryError::ReadOnly { what },
         404 if parsed.has("NAME_UNKNOWN") => RegistryError::RepositoryUnknown { repository: repository.to_string() },
         404 if parsed.has("BLOB_UNKNOWN") => RegistryError::BlobUnknown { repository: repository.to_string(), digest: blob_of(subject) },
-        404 if parsed.has("MANIFEST_UNKNOWN") => RegistryError::ManifestUnknown { repository: repository.to_string(), reference: reference_of(subject) },
+        404 if parsed.has("MANIFEST_UNKNOWN") => {
+            RegistryError::ManifestUnknown { repository: repository.to_string(), reference: reference_of(subject) }
+        }
         404 if answer.body.is_empty() => match subject {
             Subject::Blob { digest, .. } => RegistryError::BlobUnknown { repository: repository.to_string(), digest: digest.to_string() },
-            Subject::Manifest { reference, .. } => RegistryError::ManifestUnknown { repository: repository.to_string(), reference: reference.to_string() },
+            Subject::Manifest { reference, .. } => {
+                RegistryError::ManifestUnknown { repository: repository.to_string(), reference: reference.to_string() }
+            }
             Subject::Repository(_) => RegistryError::RepositoryUnknown { repository: repository.to_string() },
             Subject::Registry => unexpected(what, answer, &parsed),
         },
@@ -209,7 +221,12 @@ mod tests {
     fn maps_unknown_things() {
         let e = map(404, "application/json", br#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#, Subject::Repository("r"));
         assert_eq!(e.category(), "repository-unknown");
-        let e = map(404, "application/json", br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"latest"}}]}"#, MANIFEST);
+        let e = map(
+            404,
+            "application/json",
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"latest"}}]}"#,
+            MANIFEST,
+        );
         assert_eq!(e.category(), "manifest-unknown");
         assert_eq!(map(404, "", b"", Subject::Blob { repository: "r", digest: "sha256:b" }).category(), "blob-unknown");
         assert_eq!(map(404, "", b"", MANIFEST).category(), "manifest-unknown");
@@ -228,7 +245,12 @@ mod tests {
         let e = map(500, "text/plain", b"boom\n  at line 3", Subject::Registry);
         assert_eq!(e.category(), "unexpected-response");
         assert!(e.to_string().contains("500") && e.to_string().contains("boom at line 3"), "{e}");
-        let e = map(400, "application/json", br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content","detail":"x"}]}"#, MANIFEST);
+        let e = map(
+            400,
+            "application/json",
+            br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content","detail":"x"}]}"#,
+            MANIFEST,
+        );
         assert!(e.to_string().contains("DIGEST_INVALID: provided digest did not match uploaded content (x)"), "{e}");
     }
 

@@ -26,11 +26,7 @@ impl RegistryClient {
     /// `GET /v2/`: the registry is reachable, speaks API v2 and accepts the credentials.
     pub async fn ping(&self) -> Result<(), RegistryError> {
         let resp = self.send(Call::new(Method::GET, "/v2/", String::new())).await?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(self.fail(resp, "GET /v2/".into(), Subject::Registry).await)
-        }
+        if resp.status().is_success() { Ok(()) } else { Err(self.fail(resp, "GET /v2/".into(), Subject::Registry).await) }
     }
 
     /// Every repository name, sorted.
@@ -45,7 +41,14 @@ impl RegistryClient {
         self.list_pages(format!("/v2/{repo}/tags/list"), pull_scope(repo), &what, Subject::Repository(repo), |p| p.tags).await
     }
 
-    async fn list_pages(&self, first: String, scope: String, what: &str, subject: Subject<'_>, field: fn(Page) -> Option<Vec<String>>) -> Result<Vec<String>, RegistryError> {
+    async fn list_pages(
+        &self,
+        first: String,
+        scope: String,
+        what: &str,
+        subject: Subject<'_>,
+        field: fn(Page) -> Option<Vec<String>>,
+    ) -> Result<Vec<String>, RegistryError> {
         let mut all = Vec::new();
         let mut visited = HashSet::new();
         let mut next = Some(first);
@@ -60,7 +63,11 @@ impl RegistryClient {
             }
             next = next_link(resp.headers());
             let status = resp.status().as_u16();
-            let page: Page = resp.json().await.map_err(|e| RegistryError::Unexpected { what: what.to_string(), status, body: format!("not the expected JSON: {e}") })?;
+            let page: Page = resp.json().await.map_err(|e| RegistryError::Unexpected {
+                what: what.to_string(),
+                status,
+                body: format!("not the expected JSON: {e}"),
+            })?;
             all.extend(field(page).unwrap_or_default());
         }
         all.sort();

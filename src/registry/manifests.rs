@@ -58,7 +58,11 @@ impl RegistryClient {
         let requested = if is_digest(reference) { reference } else { "" };
         for expected in [reported.as_str(), requested].into_iter().filter(|e| !e.is_empty()) {
             if expected != digest.as_str() {
-                return Err(RegistryError::DigestMismatch { what: format!("manifest {repo}:{reference}"), expected: expected.to_string(), actual: digest.to_string() });
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest {repo}:{reference}"),
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
             }
         }
         Ok(FetchedManifest { digest, media_type, body })
@@ -76,7 +80,11 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(self.fail(resp, what, subject).await);
         }
-        let digest = Digest::parse(&header(&resp, DIGEST_HEADER)).map_err(|e| RegistryError::Unexpected { what: what.clone(), status: 200, body: format!("Docker-Content-Digest: {e}") })?;
+        let digest = Digest::parse(&header(&resp, DIGEST_HEADER)).map_err(|e| RegistryError::Unexpected {
+            what: what.clone(),
+            status: 200,
+            body: format!("Docker-Content-Digest: {e}"),
+        })?;
         if is_digest(reference) && reference != digest.as_str() {
             return Err(RegistryError::DigestMismatch { what, expected: reference.to_string(), actual: digest.to_string() });
         }
@@ -102,7 +110,9 @@ impl RegistryClient {
                     other => Err(other),
                 }
             }
-            _ => Err(self.fail(resp, format!("DELETE manifest {repo}@{digest}"), Subject::Manifest { repository: repo, reference: digest.as_str() }).await),
+            _ => Err(self
+                .fail(resp, format!("DELETE manifest {repo}@{digest}"), Subject::Manifest { repository: repo, reference: digest.as_str() })
+                .await),
         }
     }
 
@@ -123,4 +133,3 @@ impl RegistryClient {
         Ok(digest)
     }
 }
-

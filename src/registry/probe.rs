@@ -28,7 +28,9 @@ impl RegistryClient {
                 if !location.is_empty() {
                     match self.send(Call::new(Method::DELETE, &location, push_scope(repo))).await {
                         Ok(r) if r.status().is_success() => {}
-                        Ok(r) => tracing::warn!(repository = repo, status = r.status().as_u16(), "could not cancel the probe's upload session"),
+                        Ok(r) => {
+                            tracing::warn!(repository = repo, status = r.status().as_u16(), "could not cancel the probe's upload session")
+                        }
                         Err(e) => tracing::warn!(repository = repo, error = %e, "could not cancel the probe's upload session"),
                     }
                 }

@@ -40,7 +40,12 @@ async fn read_manifest(client: &RegistryClient, repo: &str, reference: &str) -> 
     Ok((Manifest { digest: fetched.digest, media_type, pushed: None, content, subject }, fetched.body.len()))
 }
 
-async fn read_tag(client: &RegistryClient, repo: &str, tag: String, age_from_config: bool) -> Result<(String, Manifest, Vec<Manifest>), RegistryError> {
+async fn read_tag(
+    client: &RegistryClient,
+    repo: &str,
+    tag: String,
+    age_from_config: bool,
+) -> Result<(String, Manifest, Vec<Manifest>), RegistryError> {
     let (mut manifest, _) = read_manifest(client, repo, &tag).await?;
     let mut children = Vec::new();
     for child in manifest.children().to_vec() {

@@ -101,10 +101,7 @@ mod tests {
     #[test]
     fn accepts_root_or_v2_dir() {
         assert_eq!(Layout::new("/var/lib/registry").root(), Path::new("/var/lib/registry"));
-        assert_eq!(
-            Layout::new("/var/lib/registry/docker/registry/v2").root(),
-            Path::new("/var/lib/registry")
-        );
+        assert_eq!(Layout::new("/var/lib/registry/docker/registry/v2").root(), Path::new("/var/lib/registry"));
         let d = Digest::of(b"x");
         assert!(Layout::new("/r").blob_data(&d).ends_with(format!("{}/{}/data", &d.hex()[..2], d.hex())));
     }

@@ -123,7 +123,9 @@ impl Pruner<'_> {
         let mut out = Vec::new();
         for entry in read {
             match entry.and_then(|e| Ok((e.file_type()?, e))) {
-                Ok((kind, e)) => out.push(Entry { name: e.file_name().to_string_lossy().into_owned(), path: e.path(), is_dir: kind.is_dir() }),
+                Ok((kind, e)) => {
+                    out.push(Entry { name: e.file_name().to_string_lossy().into_owned(), path: e.path(), is_dir: kind.is_dir() })
+                }
                 Err(e) => {
                     self.problem(dir, format!("cannot list: {e}"));
                     return None;
@@ -257,7 +259,9 @@ impl Pruner<'_> {
     /// else the newest modification time of its directory and its `data`.
     fn upload_started(path: &Path) -> Option<SystemTime> {
         let started = fs::read_to_string(path.join("startedat")).ok().and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok());
-        started.map(SystemTime::from).or_else(|| [path.to_path_buf(), path.join("data")].iter().filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok()).max())
+        started.map(SystemTime::from).or_else(|| {
+            [path.to_path_buf(), path.join("data")].iter().filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok()).max()
+        })
     }
 
     /// Upload sessions older than the threshold. Returns whether a recent one remains.
@@ -355,7 +359,13 @@ impl Pruner<'_> {
 
 /// Removes GC's litter from the storage at `layout` (see the module documentation).
 pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
-    let mut pruner = Pruner { layout, opts, now: SystemTime::now(), gone: HashSet::new(), report: PruneReport { dry_run: opts.dry_run, ..Default::default() } };
+    let mut pruner = Pruner {
+        layout,
+        opts,
+        now: SystemTime::now(),
+        gone: HashSet::new(),
+        report: PruneReport { dry_run: opts.dry_run, ..Default::default() },
+    };
     let mut repos = Vec::new();
     pruner.find_repositories(&layout.repositories(), "", &mut repos);
     // Deepest first, so a parent repository's directory is judged after its children's.

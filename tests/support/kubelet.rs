@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus, Secret,
+};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -81,12 +83,7 @@ async fn env_of(client: &Client, ns: &str, c: &Container) -> Vec<(String, String
     out
 }
 
-fn command(
-    images: &Images,
-    c: &Container,
-    image_default: &[&str],
-    mounts: &BTreeMap<String, PathBuf>,
-) -> (PathBuf, Vec<String>) {
+fn command(images: &Images, c: &Container, image_default: &[&str], mounts: &BTreeMap<String, PathBuf>) -> (PathBuf, Vec<String>) {
     let rewrite = |s: &str| -> String {
         for (mount, dir) in mounts {
             if let Some(rest) = s.strip_prefix(mount.as_str()) {
@@ -165,7 +162,13 @@ async fn deployments(client: &Client, ns: &str, images: &Images, state: &Mutex<B
             let (program, args) = command(images, c, &["serve", "/etc/docker/registry/config.yml"], &BTreeMap::new());
             let env = env_of(client, ns, c).await;
             let mut cmd = tokio::process::Command::new(program);
-            cmd.args(&args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(env).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
+            cmd.args(&args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(env)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true);
             let child = cmd.spawn()?;
             running.insert(name.clone(), Running { hash: hash.clone(), child });
             let labels = d.spec.template.metadata.as_ref().and_then(|m| m.labels.clone());
@@ -252,7 +255,12 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
     let termination = dir.path().join("termination-log");
     mounts.insert("/dev/termination-log".into(), termination.clone());
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": JobStatus { start_time: Some(now.clone()), active: Some(1), ..Default::default() }}))).await?;
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": JobStatus { start_time: Some(now.clone()), active: Some(1), ..Default::default() }})),
+    )
+    .await?;
     let mut exit_ok = true;
     let mut logs = String::new();
     for c in &all_containers {
@@ -272,7 +280,10 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
             break;
         }
     }
-    let message = std::fs::read_to_string(&termination).ok().filter(|m| !m.is_empty()).unwrap_or_else(|| logs.lines().rev().take(5).collect::<Vec<_>>().join("\n"));
+    let message = std::fs::read_to_string(&termination)
+        .ok()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| logs.lines().rev().take(5).collect::<Vec<_>>().join("\n"));
     let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
     let pod = Pod {
         metadata: kube::api::ObjectMeta { name: Some(format!("{name}-pod")), labels, ..Default::default() },
@@ -282,7 +293,14 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
             container_statuses: Some(vec![ContainerStatus {
                 name: spec.containers[0].name.clone(),
                 image: spec.containers[0].image.clone().unwrap_or_default(),
-                state: Some(ContainerState { terminated: Some(ContainerStateTerminated { exit_code: if exit_ok { 0 } else { 1 }, message: Some(message.clone()), ..Default::default() }), ..Default::default() }),
+                state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: if exit_ok { 0 } else { 1 },
+                        message: Some(message.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }]),
             ..Default::default()
@@ -291,7 +309,12 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let created = pods.create(&PostParams::default(), &pod).await?;
     pods.patch_status(&created.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": pod.status}))).await?;
-    let condition = JobCondition { type_: if exit_ok { "Complete" } else { "Failed" }.into(), status: "True".into(), message: (!exit_ok).then(|| message.clone()), ..Default::default() };
+    let condition = JobCondition {
+        type_: if exit_ok { "Complete" } else { "Failed" }.into(),
+        status: "True".into(),
+        message: (!exit_ok).then(|| message.clone()),
+        ..Default::default()
+    };
     let status = JobStatus {
         start_time: Some(now),
         succeeded: exit_ok.then_some(1),

@@ -125,7 +125,8 @@ impl TestRegistry {
             config["auth"] = json!({"htpasswd": {"realm": "regsweep-test", "path": self.dir.path().join("htpasswd")}});
         }
         if let Some(t) = &self.options.token_auth {
-            config["auth"] = json!({"token": {"realm": t.realm, "service": t.service, "issuer": t.issuer, "rootcertbundle": t.root_cert_bundle}});
+            config["auth"] =
+                json!({"token": {"realm": t.realm, "service": t.service, "issuer": t.issuer, "rootcertbundle": t.root_cert_bundle}});
         }
         if let Some((cert, key)) = &self.options.tls {
             config["http"]["tls"] = json!({"certificate": cert, "key": key});
@@ -135,7 +136,11 @@ impl TestRegistry {
 
     async fn launch(&mut self) -> Result<(), InstanceError> {
         self.write_config();
-        let env = if self.options.read_only { vec![("REGISTRY_STORAGE_MAINTENANCE_READONLY".to_string(), r#"{"enabled":true}"#.to_string())] } else { Vec::new() };
+        let env = if self.options.read_only {
+            vec![("REGISTRY_STORAGE_MAINTENANCE_READONLY".to_string(), r#"{"enabled":true}"#.to_string())]
+        } else {
+            Vec::new()
+        };
         self.process = Some(RegistryProcess::start(&self.bin, &self.config_path(), env, self.addr, Some(self.log_path())).await?);
         Ok(())
     }
@@ -245,7 +250,13 @@ pub async fn push_image_full(client: &RegistryClient, repo: &str, tag: &str, kin
     let tag = (!tag.is_empty()).then_some(tag);
     let pushed = regsweep::fixture::push_image(client, repo, tag, format(kind), &sizes, &[]).await.expect("push an image");
     let (config, layers) = pushed.blobs.split_first().expect("a config blob");
-    PushedImage { digest: pushed.digest, media_type: kind.manifest_type(), size: pushed.size as u64, config: config.clone(), layers: layers.to_vec() }
+    PushedImage {
+        digest: pushed.digest,
+        media_type: kind.manifest_type(),
+        size: pushed.size as u64,
+        config: config.clone(),
+        layers: layers.to_vec(),
+    }
 }
 
 /// [`push_image_full`], returning the manifest digest.
@@ -258,7 +269,12 @@ pub async fn push_image(client: &RegistryClient, repo: &str, tag: &str, kind: Im
 pub async fn push_index(client: &RegistryClient, repo: &str, tag: &str, children: &[(Digest, &str, u64, &str)], kind: ImageKind) -> Digest {
     let pushed: Vec<regsweep::fixture::Pushed> = children
         .iter()
-        .map(|(digest, media_type, size, _)| regsweep::fixture::Pushed { digest: digest.clone(), media_type: media_type.to_string(), size: *size as usize, blobs: Vec::new() })
+        .map(|(digest, media_type, size, _)| regsweep::fixture::Pushed {
+            digest: digest.clone(),
+            media_type: media_type.to_string(),
+            size: *size as usize,
+            blobs: Vec::new(),
+        })
         .collect();
     let with_arch: Vec<(&regsweep::fixture::Pushed, &str)> = pushed.iter().zip(children).map(|(p, c)| (p, c.3)).collect();
     regsweep::fixture::push_index(client, repo, tag, format(kind), &with_arch).await.expect("push the index").digest

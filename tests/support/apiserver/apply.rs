@@ -164,7 +164,10 @@ fn remove_at(obj: &mut Value, path: &[String]) {
 }
 
 fn pretty(path: &[String]) -> String {
-    path.iter().filter(|s| *s != ".").map(|s| if let Some(f) = s.strip_prefix("f:") { format!(".{f}") } else { format!("[{}]", s.trim_start_matches("k:")) }).collect()
+    path.iter()
+        .filter(|s| *s != ".")
+        .map(|s| if let Some(f) = s.strip_prefix("f:") { format!(".{f}") } else { format!("[{}]", s.trim_start_matches("k:")) })
+        .collect()
 }
 
 fn entry_is(e: &Value, manager: &str, status: bool) -> bool {
@@ -222,27 +225,41 @@ impl Store {
             return Ok((self.create(t, ns, obj, &write)?, true));
         };
         let managed: Vec<Value> = current.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
-        let old_set = managed.iter().find(|e| entry_is(e, &manager, status)).and_then(|e| e.get("fieldsV1")).map(from_fields_v1).unwrap_or_default();
-        let mut others: Vec<(Value, FieldSet)> =
-            managed.iter().filter(|e| !entry_is(e, &manager, status)).map(|e| (e.clone(), e.get("fieldsV1").map(from_fields_v1).unwrap_or_default())).collect();
+        let old_set =
+            managed.iter().find(|e| entry_is(e, &manager, status)).and_then(|e| e.get("fieldsV1")).map(from_fields_v1).unwrap_or_default();
+        let mut others: Vec<(Value, FieldSet)> = managed
+            .iter()
+            .filter(|e| !entry_is(e, &manager, status))
+            .map(|e| (e.clone(), e.get("fieldsV1").map(from_fields_v1).unwrap_or_default()))
+            .collect();
         let mut conflicts = Vec::new();
         for (e, set) in &mut others {
             if e.get("operation").and_then(Value::as_str) != Some("Apply") {
                 continue;
             }
-            let theirs: Vec<Path> = set.iter().filter(|p| new_set.contains(*p) && p.last().map(String::as_str) != Some(".")).cloned().collect();
+            let theirs: Vec<Path> =
+                set.iter().filter(|p| new_set.contains(*p) && p.last().map(String::as_str) != Some(".")).cloned().collect();
             for p in theirs {
                 if value_at(&current, &p) != value_at(&applied, &p) {
                     if opts.force {
                         set.remove(&p);
                     } else {
-                        conflicts.push(format!("conflict with \"{}\": {}", e.get("manager").and_then(Value::as_str).unwrap_or_default(), pretty(&p)));
+                        conflicts.push(format!(
+                            "conflict with \"{}\": {}",
+                            e.get("manager").and_then(Value::as_str).unwrap_or_default(),
+                            pretty(&p)
+                        ));
                     }
                 }
             }
         }
         if !conflicts.is_empty() {
-            let why = format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, conflicts.join("\n"));
+            let why = format!(
+                "Apply failed with {} conflict{}: {}",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                conflicts.join("\n")
+            );
             let mut e = ApiError::conflict(&t.rt.group, &t.rt.plural, name, "");
             e.message = why;
             return Err(e);

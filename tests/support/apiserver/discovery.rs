@@ -119,7 +119,11 @@ pub fn openapi_gv(types: &[ResourceType], group: &str, version: &str) -> Option<
     for t in types.iter().filter(|t| t.group == group) {
         let Some(v) = t.versions.iter().find(|v| v.name == version) else { continue };
         let gvk = json!({"group": group, "version": version, "kind": t.kind});
-        let schema_name = format!("{}.{version}.{}", if group.is_empty() { "io.k8s.api.core".to_string() } else { group.split('.').rev().collect::<Vec<_>>().join(".") }, t.kind);
+        let schema_name = format!(
+            "{}.{version}.{}",
+            if group.is_empty() { "io.k8s.api.core".to_string() } else { group.split('.').rev().collect::<Vec<_>>().join(".") },
+            t.kind
+        );
         let mut schema = v.schema.clone().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name.clone(), schema);
@@ -137,11 +141,20 @@ pub fn openapi_gv(types: &[ResourceType], group: &str, version: &str) -> Option<
             }, "required": true},
             "responses": {"200": {"description": "OK", "content": {"application/json": reference}}},
         });
-        let item = if t.namespaced { format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural) } else { format!("{base}/{}/{{name}}", t.plural) };
-        paths.insert(item, json!({"patch": patch, "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]}));
+        let item = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{base}/{}/{{name}}", t.plural)
+        };
+        paths.insert(
+            item,
+            json!({"patch": patch, "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]}),
+        );
     }
     if paths.is_empty() {
         return None;
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths, "components": {"schemas": schemas}}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths, "components": {"schemas": schemas}}),
+    )
 }

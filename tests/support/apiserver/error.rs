@@ -52,14 +52,20 @@ impl ApiError {
 
     /// 409 Conflict: "Operation cannot be fulfilled on configmaps "x": <why>".
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> ApiError {
-        let mut e = ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(group, plural)));
+        let mut e =
+            ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(group, plural)));
         e.details = Some(details(group, plural, name));
         e
     }
 
     /// The usual optimistic-concurrency conflict.
     pub fn stale(group: &str, plural: &str, name: &str) -> ApiError {
-        ApiError::conflict(group, plural, name, "the object has been modified; please apply your changes to the latest version and try again")
+        ApiError::conflict(
+            group,
+            plural,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {

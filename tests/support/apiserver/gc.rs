@@ -13,8 +13,11 @@ impl Store {
     /// The namespace controller's work, for a namespace just marked for deletion: delete
     /// everything inside, then the namespace. Returns it and whether it is gone.
     pub(super) fn terminate_namespace(&mut self, t: &Target, name: &str, marked: Value) -> (Value, bool) {
-        let contents: Vec<(Key, String)> =
-            self.objects.iter().flat_map(|(k, m)| m.keys().filter(|(n, _)| n == name).map(|(_, obj)| (k.clone(), obj.clone())).collect::<Vec<_>>()).collect();
+        let contents: Vec<(Key, String)> = self
+            .objects
+            .iter()
+            .flat_map(|(k, m)| m.keys().filter(|(n, _)| n == name).map(|(_, obj)| (k.clone(), obj.clone())).collect::<Vec<_>>())
+            .collect();
         for (key, obj) in contents {
             if let Some(target) = self.target_for(&key) {
                 let _ = self.delete(&target, name, &obj, &DeleteOpts::default());
@@ -76,11 +79,17 @@ impl Store {
         let dependents: Vec<(Key, String, String)> = self
             .objects
             .iter()
-            .flat_map(|(k, m)| m.iter().filter(|(_, o)| owner_uids(o).iter().any(|u| u == owner_uid)).map(|((n, o), _)| (k.clone(), n.clone(), o.clone())).collect::<Vec<_>>())
+            .flat_map(|(k, m)| {
+                m.iter()
+                    .filter(|(_, o)| owner_uids(o).iter().any(|u| u == owner_uid))
+                    .map(|((n, o), _)| (k.clone(), n.clone(), o.clone()))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         for (key, ns, name) in dependents {
             let Some(obj) = self.raw(&key, &ns, &name).cloned() else { continue };
-            let live: BTreeSet<String> = self.objects.values().flat_map(|m| m.values()).filter_map(|o| meta_str(o, "uid").map(String::from)).collect();
+            let live: BTreeSet<String> =
+                self.objects.values().flat_map(|m| m.values()).filter_map(|o| meta_str(o, "uid").map(String::from)).collect();
             let remaining: Vec<Value> = obj
                 .pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)

@@ -93,7 +93,12 @@ impl Req {
     }
 
     fn write_opts(&self, status: bool) -> WriteOpts {
-        WriteOpts { dry_run: self.q("dryRun") == Some("All"), status, strict: self.q("fieldValidation") == Some("Strict"), managed_fields: None }
+        WriteOpts {
+            dry_run: self.q("dryRun") == Some("All"),
+            status,
+            strict: self.q("fieldValidation") == Some("Strict"),
+            managed_fields: None,
+        }
     }
 
     fn json_body(&self) -> Result<Value, ApiError> {
@@ -118,7 +123,9 @@ fn route(shared: &Arc<Shared>, path: &str, r: &Req) -> Result<Response, ApiError
     };
     match segs.as_slice() {
         ["version"] => get_only(Some(discovery::version())),
-        ["healthz" | "readyz" | "livez"] => Ok(Response::builder().header(header::CONTENT_TYPE, "text/plain").body(Body::from("ok")).expect("response")),
+        ["healthz" | "readyz" | "livez"] => {
+            Ok(Response::builder().header(header::CONTENT_TYPE, "text/plain").body(Body::from("ok")).expect("response"))
+        }
         ["api"] => get_only(Some(discovery::api_versions(&shared.addr.to_string()))),
         ["apis"] => get_only(Some(discovery::group_list(shared.store().types()))),
         ["apis", g] => get_only(discovery::group(shared.store().types(), g)),
@@ -176,14 +183,16 @@ fn resource(shared: &Arc<Shared>, group: &str, version: &str, rest: &[&str], r: 
     let method = r.method.clone();
     match (method, name) {
         (Method::GET, None) => {
-            let sel = Selectors::parse(r.q("labelSelector").unwrap_or_default(), r.q("fieldSelector").unwrap_or_default()).map_err(ApiError::bad_request)?;
+            let sel = Selectors::parse(r.q("labelSelector").unwrap_or_default(), r.q("fieldSelector").unwrap_or_default())
+                .map_err(ApiError::bad_request)?;
             if r.flag("watch") {
                 return watch::watch(shared, t, ns, sel, r);
             }
             let store = shared.store();
             let rv = store.resource_version();
             let key = t.key();
-            let items: Vec<Value> = store.all(&key, ns.as_deref()).into_iter().filter(|o| sel.matches(o)).map(|o| super::store::present(&t, o)).collect();
+            let items: Vec<Value> =
+                store.all(&key, ns.as_deref()).into_iter().filter(|o| sel.matches(o)).map(|o| super::store::present(&t, o)).collect();
             drop(store);
             let doc = match Render::from_accept(&r.accept) {
                 Render::Full => list_doc(&t, items, rv),
@@ -211,16 +220,21 @@ fn resource(shared: &Arc<Shared>, group: &str, version: &str, rest: &[&str], r: 
         }
         (Method::PATCH, Some(name)) => {
             let pt = PatchType::from_content_type(&r.content_type).ok_or_else(|| ApiError::unsupported_media_type(&r.content_type))?;
-            let opts = PatchOpts { write: r.write_opts(status), field_manager: r.q("fieldManager").map(String::from), force: r.flag("force") };
+            let opts =
+                PatchOpts { write: r.write_opts(status), field_manager: r.q("fieldManager").map(String::from), force: r.flag("force") };
             let mut store = shared.store();
             let (obj, created) = store.patch(&t, &ns_str, name, pt, &r.body, &opts)?;
             Ok(json_response(if created { 201 } else { 200 }, &render_one(&t, &obj, r, store.resource_version())))
         }
         (Method::DELETE, Some(name)) if !status => {
-            let body: Value =
-                if r.body.is_empty() { json!({}) } else { serde_json::from_slice(&r.body).map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))? };
+            let body: Value = if r.body.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice(&r.body).map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+            };
             let policy = body.get("propagationPolicy").and_then(Value::as_str).or(r.q("propagationPolicy"));
-            let dry_run = body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) || r.q("dryRun") == Some("All");
+            let dry_run =
+                body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) || r.q("dryRun") == Some("All");
             let opts = DeleteOpts {
                 dry_run,
                 uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),

@@ -177,7 +177,12 @@ impl ApiServer {
     /// kubectl that must succeed: its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -189,9 +194,13 @@ impl ApiServer {
     fn with_target<R>(&self, gvr: impl Into<Gvr>, f: impl FnOnce(&mut Store, &Target) -> Result<R, ApiError>) -> Result<R, ApiError> {
         let gvr = gvr.into();
         let mut store = self.shared.store();
-        let t = store
-            .resolve(&gvr.group, &gvr.version, &gvr.resource)
-            .ok_or_else(|| ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({}/{}/{})", gvr.group, gvr.version, gvr.resource)))?;
+        let t = store.resolve(&gvr.group, &gvr.version, &gvr.resource).ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({}/{}/{})", gvr.group, gvr.version, gvr.resource),
+            )
+        })?;
         f(&mut store, &t)
     }
 

@@ -57,7 +57,9 @@ pub fn merge_key(field: &str, path: &str) -> Option<&'static str> {
 
 fn strip_directives(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect())
+        }
         Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
         other => other.clone(),
     }
@@ -168,7 +170,15 @@ fn field_key(field: &str, path: &str) -> &'static str {
 
 impl Store {
     /// PATCH of any type. Returns the object and whether it was created (apply only).
-    pub fn patch(&mut self, t: &Target, ns: &str, name: &str, pt: PatchType, body: &[u8], opts: &PatchOpts) -> Result<(Value, bool), ApiError> {
+    pub fn patch(
+        &mut self,
+        t: &Target,
+        ns: &str,
+        name: &str,
+        pt: PatchType,
+        body: &[u8],
+        opts: &PatchOpts,
+    ) -> Result<(Value, bool), ApiError> {
         let ns = if t.rt.namespaced { ns } else { "" };
         if pt == PatchType::Apply {
             return self.apply(t, ns, name, body, opts);
@@ -190,15 +200,20 @@ impl Store {
                     Value::Array(ops) => Value::Array(
                         ops.into_iter()
                             .filter(|op| {
-                                let missing_null_test = op["op"] == "test" && op["value"].is_null() && op["path"].as_str().is_some_and(|p| doc.pointer(p).is_none());
+                                let missing_null_test = op["op"] == "test"
+                                    && op["value"].is_null()
+                                    && op["path"].as_str().is_some_and(|p| doc.pointer(p).is_none());
                                 !missing_null_test
                             })
                             .collect(),
                     ),
                     other => other,
                 };
-                let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
-                json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+                let ops: json_patch::Patch =
+                    serde_json::from_value(patch).map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
+                json_patch::patch(&mut doc, &ops).map_err(|e| {
+                    ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                })?;
             }
             // Differs from a merge patch for lists with a merge key and for `$` directives.
             PatchType::Strategic => {

@@ -76,10 +76,19 @@ fn fields(message: &str) -> Option<Fields> {
         ],
         "Namespace" => &[(1, "metadata", Msg("ObjectMeta"), false), (2, "spec", Msg("NamespaceSpec"), false), (3, "status", Skip, false)],
         "NamespaceSpec" => &[(1, "finalizers", Str, true)],
-        "ConfigMap" => &[(1, "metadata", Msg("ObjectMeta"), false), (2, "data", MapStr, false), (3, "binaryData", MapBytes, false), (4, "immutable", Bool, false)],
-        "Secret" => {
-            &[(1, "metadata", Msg("ObjectMeta"), false), (2, "data", MapBytes, false), (3, "type", Str, false), (4, "stringData", MapStr, false), (5, "immutable", Bool, false)]
-        }
+        "ConfigMap" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "data", MapStr, false),
+            (3, "binaryData", MapBytes, false),
+            (4, "immutable", Bool, false),
+        ],
+        "Secret" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "data", MapBytes, false),
+            (3, "type", Str, false),
+            (4, "stringData", MapStr, false),
+            (5, "immutable", Bool, false),
+        ],
         "Service" => &[(1, "metadata", Msg("ObjectMeta"), false), (2, "spec", Msg("ServiceSpec"), false), (3, "status", Skip, false)],
         "ServiceSpec" => &[
             (1, "ports", Msg("ServicePort"), true),
@@ -166,7 +175,13 @@ fn fields(message: &str) -> Option<Fields> {
             (18, "tty", Bool, false),
             (20, "terminationMessagePolicy", Str, false),
         ],
-        "ContainerPort" => &[(1, "name", Str, false), (2, "hostPort", IntOmit, false), (3, "containerPort", Int, false), (4, "protocol", Str, false), (5, "hostIP", Str, false)],
+        "ContainerPort" => &[
+            (1, "name", Str, false),
+            (2, "hostPort", IntOmit, false),
+            (3, "containerPort", Int, false),
+            (4, "protocol", Str, false),
+            (5, "hostIP", Str, false),
+        ],
         "EnvVar" => &[(1, "name", Str, false), (2, "value", Str, false)],
         "ResourceRequirements" => &[(1, "limits", MapQuantity, false), (2, "requests", MapQuantity, false)],
         "VolumeMount" => &[(1, "name", Str, false), (2, "readOnly", Bool, false), (3, "mountPath", Str, false), (4, "subPath", Str, false)],
@@ -273,7 +288,10 @@ fn special(message: &str, b: &[u8]) -> Result<Option<Value>, ApiError> {
                 json!(int_field(2).unwrap_or(0) as i32)
             }
         }
-        "FieldsV1" => fs.iter().find_map(|(k, w)| if let (1, Wire::Bytes(s)) = (*k, w) { serde_json::from_slice(s).ok() } else { None }).unwrap_or(json!({})),
+        "FieldsV1" => fs
+            .iter()
+            .find_map(|(k, w)| if let (1, Wire::Bytes(s)) = (*k, w) { serde_json::from_slice(s).ok() } else { None })
+            .unwrap_or(json!({})),
         _ => return Ok(None),
     }))
 }
@@ -335,7 +353,11 @@ fn unsupported(message: &str, field: Option<u32>) -> ApiError {
         Some(n) => format!("field {n} of {message}"),
         None => format!("{message} objects"),
     };
-    ApiError::new(415, "UnsupportedMediaType", format!("the test API server cannot decode protobuf {what}; send JSON (e.g. kubectl apply -f)"))
+    ApiError::new(
+        415,
+        "UnsupportedMediaType",
+        format!("the test API server cannot decode protobuf {what}; send JSON (e.g. kubectl apply -f)"),
+    )
 }
 
 /// A protobuf request body as the JSON object it encodes.

@@ -102,7 +102,14 @@ pub fn version_rank(v: &str) -> (u8, i64, i64, String) {
 }
 
 fn col(name: &str, type_: &str, json_path: &str) -> Column {
-    Column { name: name.into(), type_: type_.into(), format: String::new(), description: String::new(), priority: 0, json_path: json_path.into() }
+    Column {
+        name: name.into(),
+        type_: type_.into(),
+        format: String::new(),
+        description: String::new(),
+        priority: 0,
+        json_path: json_path.into(),
+    }
 }
 
 fn age() -> Column {
@@ -115,7 +122,17 @@ fn age() -> Column {
 /// One built-in type: (group, version, plural, kind, namespaced, shortNames,
 /// status subresource, all-category, columns before Age).
 #[allow(clippy::too_many_arguments)]
-fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, short: &[&str], status: bool, all: bool, mut columns: Vec<Column>) -> ResourceType {
+fn builtin(
+    group: &str,
+    version: &str,
+    plural: &str,
+    kind: &str,
+    namespaced: bool,
+    short: &[&str],
+    status: bool,
+    all: bool,
+    mut columns: Vec<Column>,
+) -> ResourceType {
     columns.push(age());
     ResourceType {
         group: group.into(),
@@ -136,7 +153,17 @@ pub fn builtins() -> Vec<ResourceType> {
     let ready = r#".status.conditions[?(@.type=="Ready")].status"#;
     vec![
         builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true, false, vec![col("Status", "string", ".status.phase")]),
-        builtin("", "v1", "pods", "Pod", true, &["po"], true, true, vec![col("Status", "string", ".status.phase"), col("Node", "string", ".spec.nodeName")]),
+        builtin(
+            "",
+            "v1",
+            "pods",
+            "Pod",
+            true,
+            &["po"],
+            true,
+            true,
+            vec![col("Status", "string", ".status.phase"), col("Node", "string", ".spec.nodeName")],
+        ),
         builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false, false, vec![]),
         builtin("", "v1", "secrets", "Secret", true, &[], false, false, vec![col("Type", "string", ".type")]),
         builtin(
@@ -148,9 +175,24 @@ pub fn builtins() -> Vec<ResourceType> {
             &["ev"],
             false,
             false,
-            vec![col("Type", "string", ".type"), col("Reason", "string", ".reason"), col("Object", "string", ".involvedObject.name"), col("Message", "string", ".message")],
+            vec![
+                col("Type", "string", ".type"),
+                col("Reason", "string", ".reason"),
+                col("Object", "string", ".involvedObject.name"),
+                col("Message", "string", ".message"),
+            ],
         ),
-        builtin("", "v1", "services", "Service", true, &["svc"], true, true, vec![col("Type", "string", ".spec.type"), col("Cluster-IP", "string", ".spec.clusterIP")]),
+        builtin(
+            "",
+            "v1",
+            "services",
+            "Service",
+            true,
+            &["svc"],
+            true,
+            true,
+            vec![col("Type", "string", ".spec.type"), col("Cluster-IP", "string", ".spec.clusterIP")],
+        ),
         builtin(
             "",
             "v1",
@@ -172,7 +214,11 @@ pub fn builtins() -> Vec<ResourceType> {
             &["deploy"],
             true,
             true,
-            vec![col("Replicas", "integer", ".spec.replicas"), col("Ready", "integer", ".status.readyReplicas"), col("Available", "integer", ".status.availableReplicas")],
+            vec![
+                col("Replicas", "integer", ".spec.replicas"),
+                col("Ready", "integer", ".status.readyReplicas"),
+                col("Available", "integer", ".status.availableReplicas"),
+            ],
         ),
         builtin(
             "apps",
@@ -207,7 +253,17 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             vec![col("Desired", "integer", ".status.desiredNumberScheduled"), col("Ready", "integer", ".status.numberReady")],
         ),
-        builtin("batch", "v1", "jobs", "Job", true, &[], true, true, vec![col("Succeeded", "integer", ".status.succeeded"), col("Failed", "integer", ".status.failed")]),
+        builtin(
+            "batch",
+            "v1",
+            "jobs",
+            "Job",
+            true,
+            &[],
+            true,
+            true,
+            vec![col("Succeeded", "integer", ".status.succeeded"), col("Failed", "integer", ".status.failed")],
+        ),
         builtin(
             "batch",
             "v1",
@@ -217,9 +273,23 @@ pub fn builtins() -> Vec<ResourceType> {
             &["cj"],
             true,
             true,
-            vec![col("Schedule", "string", ".spec.schedule"), col("Suspend", "boolean", ".spec.suspend"), col("Last Schedule", "date", ".status.lastScheduleTime")],
+            vec![
+                col("Schedule", "string", ".spec.schedule"),
+                col("Suspend", "boolean", ".spec.suspend"),
+                col("Last Schedule", "date", ".status.lastScheduleTime"),
+            ],
         ),
-        builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false, false, vec![col("Holder", "string", ".spec.holderIdentity")]),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "Lease",
+            true,
+            &[],
+            false,
+            false,
+            vec![col("Holder", "string", ".spec.holderIdentity")],
+        ),
         builtin(
             "events.k8s.io",
             "v1",
@@ -229,9 +299,24 @@ pub fn builtins() -> Vec<ResourceType> {
             &["ev"],
             false,
             false,
-            vec![col("Type", "string", ".type"), col("Reason", "string", ".reason"), col("Object", "string", ".regarding.name"), col("Note", "string", ".note")],
+            vec![
+                col("Type", "string", ".type"),
+                col("Reason", "string", ".reason"),
+                col("Object", "string", ".regarding.name"),
+                col("Note", "string", ".note"),
+            ],
         ),
-        builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], true, false, vec![]),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            false,
+            &["crd", "crds"],
+            true,
+            false,
+            vec![],
+        ),
     ]
 }
 
@@ -268,7 +353,12 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
             .filter(|c| !c.is_empty())
             // A CRD without printer columns shows Name and Age.
             .unwrap_or_else(|| vec![age()]);
-        versions.push(VersionInfo { name: s(v, "name")?, status: v.pointer("/subresources/status").is_some(), columns, schema: v.pointer("/schema/openAPIV3Schema").cloned() });
+        versions.push(VersionInfo {
+            name: s(v, "name")?,
+            status: v.pointer("/subresources/status").is_some(),
+            columns,
+            schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+        });
     }
     if versions.is_empty() {
         return None;

@@ -87,7 +87,10 @@ pub(super) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 }
 
 pub(super) fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers").and_then(Value::as_array).map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect()).unwrap_or_default()
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .unwrap_or_default()
 }
 
 pub(super) fn owner_uids(obj: &Value) -> Vec<String> {
@@ -99,7 +102,12 @@ pub(super) fn owner_uids(obj: &Value) -> Vec<String> {
 
 /// DNS-1123 subdomain (or label, for namespaces).
 fn valid_name(name: &str, label: bool) -> bool {
-    let part_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') && !p.starts_with('-') && !p.ends_with('-');
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
     if label { name.len() <= 63 && part_ok(name) } else { name.len() <= 253 && name.split('.').all(part_ok) }
 }
 
@@ -166,7 +174,13 @@ fn crd_status(crd: &Value, old: Option<&Value>) -> Value {
         .flatten()
         .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
         .filter_map(|v| v.get("name").and_then(Value::as_str).map(String::from))
-        .chain(old.and_then(|o| o.pointer("/status/storedVersions")).and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(String::from)))
+        .chain(
+            old.and_then(|o| o.pointer("/status/storedVersions"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(String::from)),
+        )
         .collect();
     let conditions = old.and_then(|o| o.pointer("/status/conditions")).cloned().unwrap_or_else(|| {
         let t = now();
@@ -182,7 +196,8 @@ impl Store {
     pub fn new() -> Store {
         let (tx, _) = broadcast::channel(16_384);
         let builtins = resources::builtins();
-        let mut s = Store { rv: 0, types: builtins.clone(), builtins, objects: BTreeMap::new(), history: VecDeque::new(), compacted: 0, tx };
+        let mut s =
+            Store { rv: 0, types: builtins.clone(), builtins, objects: BTreeMap::new(), history: VecDeque::new(), compacted: 0, tx };
         let t = s.resolve("", "v1", "namespaces").expect("namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             s.create(&t, "", json!({"metadata": {"name": ns}}), &WriteOpts::default()).expect("namespace");
@@ -229,7 +244,10 @@ impl Store {
 
     /// Every stored object of a type in a namespace (None: all namespaces), ordered.
     pub fn all(&self, key: &Key, ns: Option<&str>) -> Vec<&Value> {
-        self.objects.get(key).map(|m| m.iter().filter(|((n, _), _)| ns.is_none_or(|x| x == n)).map(|(_, v)| v).collect()).unwrap_or_default()
+        self.objects
+            .get(key)
+            .map(|m| m.iter().filter(|((n, _), _)| ns.is_none_or(|x| x == n)).map(|(_, v)| v).collect())
+            .unwrap_or_default()
     }
 
     pub fn get(&self, t: &Target, ns: &str, name: &str) -> Result<Value, ApiError> {
@@ -240,7 +258,11 @@ impl Store {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let slot = self.objects.entry(key.clone()).or_default();
-        let old = if type_ == EventType::Deleted { slot.remove(&(ns.to_string(), name.to_string())) } else { slot.insert((ns.to_string(), name.to_string()), obj.clone()) };
+        let old = if type_ == EventType::Deleted {
+            slot.remove(&(ns.to_string(), name.to_string()))
+        } else {
+            slot.insert((ns.to_string(), name.to_string()), obj.clone())
+        };
         let event = Arc::new(Event { rv: self.rv, key: key.clone(), ns: ns.to_string(), type_, object: obj.clone(), old });
         self.history.push_back(event.clone());
         while self.history.len() > HISTORY {
@@ -274,7 +296,10 @@ impl Store {
         if let Some(v) = obj.get("apiVersion").and_then(Value::as_str).filter(|v| !v.is_empty())
             && v != t.api_version()
         {
-            return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({})", t.api_version())));
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                t.api_version()
+            )));
         }
         if let Some(k) = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty())
             && k != t.rt.kind
@@ -319,7 +344,9 @@ impl Store {
                 &g,
                 &kind,
                 &name,
-                &format!("metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"),
+                &format!(
+                    "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
+                ),
             ));
         }
         let ns = if t.rt.namespaced {
@@ -330,7 +357,9 @@ impl Store {
             match self.raw(&("".into(), "namespaces".into()), "", ns) {
                 None => return Err(ApiError::not_found("", "namespaces", ns)),
                 Some(n) if meta_str(n, "deletionTimestamp").is_some() => {
-                    return Err(ApiError::forbidden(format!("{p} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated")));
+                    return Err(ApiError::forbidden(format!(
+                        "{p} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+                    )));
                 }
                 Some(_) => {}
             }
@@ -342,7 +371,16 @@ impl Store {
             return Err(ApiError::already_exists(&g, &p, &name));
         }
         let meta = obj["metadata"].as_object_mut().expect("metadata");
-        for f in ["resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation", "managedFields"] {
+        for f in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "generation",
+            "managedFields",
+        ] {
             meta.remove(f);
         }
         meta.insert("name".into(), json!(name));
@@ -365,7 +403,9 @@ impl Store {
             ("", "pods") => obj["status"] = json!({"phase": "Pending"}),
             ("", "secrets") if obj.get("type").is_none() => obj["type"] = json!("Opaque"),
             ("", "services") if obj.pointer("/spec/type").is_none() => obj["spec"]["type"] = json!("ClusterIP"),
-            ("apps", "deployments" | "replicasets" | "statefulsets") if obj.pointer("/spec/replicas").is_none() && obj.get("spec").is_some_and(Value::is_object) => {
+            ("apps", "deployments" | "replicasets" | "statefulsets")
+                if obj.pointer("/spec/replicas").is_none() && obj.get("spec").is_some_and(Value::is_object) =>
+            {
                 obj["spec"]["replicas"] = json!(1)
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
@@ -417,7 +457,16 @@ impl Store {
         {
             let old_meta = old["metadata"].as_object().expect("metadata");
             let meta = new["metadata"].as_object_mut().expect("metadata");
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace", "managedFields"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "name",
+                "namespace",
+                "managedFields",
+            ] {
                 match old_meta.get(f) {
                     Some(v) => meta.insert(f.into(), v.clone()),
                     None => meta.remove(f),
@@ -431,7 +480,12 @@ impl Store {
         if meta_str(&old, "deletionTimestamp").is_some() {
             let before = finalizers(&old);
             if finalizers(&new).iter().any(|f| !before.contains(f)) {
-                return Err(ApiError::invalid(&g, &kind, name, "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted"));
+                return Err(ApiError::invalid(
+                    &g,
+                    &kind,
+                    name,
+                    "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted",
+                ));
             }
         }
         if t.is("apiextensions.k8s.io", "customresourcedefinitions") {
@@ -468,14 +522,19 @@ impl Store {
         if let Some(uid) = &opts.uid
             && Some(uid.as_str()) != meta_str(&old, "uid")
         {
-            let why = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&old, "uid").unwrap_or_default());
+            let why = format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(&old, "uid").unwrap_or_default()
+            );
             return Err(ApiError::conflict(&g, &p, name, &why));
         }
         if let Some(rv) = &opts.resource_version
             && Some(rv.as_str()) != meta_str(&old, "resourceVersion")
         {
-            let why =
-                format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta_str(&old, "resourceVersion").unwrap_or_default());
+            let why = format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                meta_str(&old, "resourceVersion").unwrap_or_default()
+            );
             return Err(ApiError::conflict(&g, &p, name, &why));
         }
         let pending = !finalizers(&old).is_empty();

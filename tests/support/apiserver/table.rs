@@ -98,7 +98,13 @@ pub fn json_path(obj: &Value, path: &str) -> Option<Value> {
                 let (lhs, rhs) = filter.split_once("==")?;
                 let field = lhs.trim().strip_prefix("@.")?;
                 let want = rhs.trim().trim_matches(|c| c == '"' || c == '\'');
-                cur = cur.as_array()?.iter().find(|i| json_path(i, &format!(".{field}")).is_some_and(|v| v.as_str().map_or_else(|| v.to_string(), String::from) == want))?.clone();
+                cur = cur
+                    .as_array()?
+                    .iter()
+                    .find(|i| {
+                        json_path(i, &format!(".{field}")).is_some_and(|v| v.as_str().map_or_else(|| v.to_string(), String::from) == want)
+                    })?
+                    .clone();
             } else if let Ok(i) = inner.parse::<usize>() {
                 cur = cur.get(i)?.clone();
             } else {
@@ -149,7 +155,11 @@ pub fn table(t: &Target, objects: &[Value], include_object: &str, rv: u64, with_
     let mut defs = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically.", "priority": 0}),
     ];
-    defs.extend(columns.iter().map(|c| json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority})));
+    defs.extend(
+        columns
+            .iter()
+            .map(|c| json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority})),
+    );
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {

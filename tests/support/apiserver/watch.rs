@@ -177,6 +177,7 @@ pub fn watch(shared: &Arc<Shared>, t: Target, ns: Option<String>, sel: Selectors
             }
         }
     });
-    let stream = futures::stream::unfold(body_rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx)) });
+    let stream =
+        futures::stream::unfold(body_rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx)) });
     Ok(Response::builder().status(200).header(header::CONTENT_TYPE, "application/json").body(Body::from_stream(stream)).expect("response"))
 }
