@@ -22,6 +22,9 @@ use regsweep::policy::RegistryCleanupPolicy;
 use regsweep::registry::{ClientOptions, RegistryClient, WriteProbe};
 
 const OPERATOR_IMAGE: &str = "regsweep:e2e";
+/// The operator's identity towards the API server: its requests are checked against the RBAC
+/// it declares (`regsweep::operator::rbac`, which the Helm chart grants).
+const OPERATOR_USER: &str = "system:serviceaccount:regsweep-system:regsweep";
 
 struct Cluster {
     server: apiserver::ApiServer,
@@ -107,12 +110,28 @@ spec:
           image: registry:2
           args: ["serve", "{d}/config.yml"]
           env: [{{name: REGISTRY_HTTP_SECRET, value: e2e-secret}}]
-          volumeMounts: [{{name: data, mountPath: "{d}"}}]
+          volumeMounts: [{{name: data, mountPath: "{d}"}}, {{name: cache, mountPath: /var/cache/registry}}]
       volumes:
         - {{name: data, hostPath: {{path: "{d}"}}}}
+        # A claim as a registry's storage would be (this kubelet keeps the data on hostPath and
+        # ignores it); ReadWriteOnce pins the sweep Job to the registry's node.
+        - {{name: cache, persistentVolumeClaim: {{claimName: registry-cache}}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: registry-cache, namespace: registry}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Gi}}}}
 "#,
             url = cluster.registry_url
         ),
+    );
+    // Credentials every test policy names: this registry has no auth and ignores them, but the
+    // operator reads them for its write probe, as it would for a registry with auth.
+    cluster.apply(
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: registry-auth, namespace: registry}\ndata: {username: c3dlZXBlcg==, password: aHVudGVyMg==}\n",
     );
     wait_for("the registry to answer", Duration::from_secs(30), || async { cluster.registry().ping().await.is_ok() }).await;
     cluster
@@ -131,16 +150,20 @@ where
 }
 
 fn start_operator(cluster: &Cluster) -> tokio::task::JoinHandle<()> {
-    start_operator_at(cluster, SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())))
+    start_operator_at(cluster, SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())), None)
 }
 
-fn start_operator_at(cluster: &Cluster, listen: SocketAddr) -> tokio::task::JoinHandle<()> {
-    let client = cluster.server.client();
+/// The operator, watching every namespace (None) or the given ones (and scanning the same for
+/// images in use, as `regsweep operator --watch-namespace` does).
+fn start_operator_at(cluster: &Cluster, listen: SocketAddr, watch: Option<&[&str]>) -> tokio::task::JoinHandle<()> {
+    let client = cluster.server.client_as(OPERATOR_USER);
+    let watch: Option<Vec<String>> = watch.map(|w| w.iter().map(|n| n.to_string()).collect());
     tokio::spawn(async move {
         let opts = regsweep::operator::run::OperatorOptions {
             config: regsweep::operator::context::OperatorConfig {
+                in_use_namespaces: watch.clone(),
+                watch_namespaces: watch,
                 image: OPERATOR_IMAGE.into(),
-                in_use_namespaces: None,
                 poll: Duration::from_millis(300),
             },
             listen,
@@ -148,6 +171,45 @@ fn start_operator_at(cluster: &Cluster, listen: SocketAddr) -> tokio::task::Join
         };
         let _ = regsweep::operator::run::run_with_client(client, opts).await;
     })
+}
+
+/// Every request the operator made is one its declared RBAC permits, and (with `watched`) was
+/// confined to those namespaces, so namespaced Roles would have been enough.
+fn assert_requests_permitted(cluster: &Cluster, watched: Option<&[&str]>) -> Vec<apiserver::ResourceRequest> {
+    use regsweep::operator::rbac::{Scope, permits};
+    let requests = cluster.server.requests_by(OPERATOR_USER);
+    assert!(!requests.is_empty(), "the operator made no request as {OPERATOR_USER}");
+    for r in &requests {
+        assert!(
+            permits(&[Scope::Policies, Scope::InUse], &r.verb, &r.group, &r.resource),
+            "the operator made a request its RBAC does not declare (src/operator/rbac.rs): {r:?}"
+        );
+        if let Some(watched) = watched {
+            assert!(
+                r.namespace.as_deref().is_some_and(|ns| watched.contains(&ns)),
+                "a request outside the watched namespaces {watched:?}: {r:?}"
+            );
+        }
+    }
+    requests
+}
+
+/// Every permission the operator declares (but the leader Lease, tested with the election,
+/// what only admission checks, and `except`: (verb, group, resource) another test uses) was
+/// used: the RBAC grants nothing that is not needed.
+fn assert_every_permission_used(requests: &[apiserver::ResourceRequest], except: &[(&str, &str, &str)]) {
+    use regsweep::operator::rbac::{PERMISSIONS, Scope};
+    for p in PERMISSIONS.iter().filter(|p| p.scope != Scope::Operator && !p.admission_only) {
+        for verb in p.verbs.iter().filter(|v| !except.contains(&(**v, p.api_group, p.resource))) {
+            assert!(
+                requests.iter().any(|r| r.group == p.api_group && r.resource == p.resource && &r.verb == verb),
+                "declared but never used: {verb} {}/{} ({}); remove it from src/operator/rbac.rs and the chart",
+                p.api_group,
+                p.resource,
+                p.why
+            );
+        }
+    }
 }
 
 fn policy_yaml(cluster: &Cluster, dry_run: bool) -> String {
@@ -162,6 +224,7 @@ fn named_policy(cluster: &Cluster, name: &str, dry_run: bool) -> String {
     doc["spec"]["registry"]["deployment"] = "docker-registry".into();
     doc["spec"]["registry"]["url"] = cluster.registry_url.clone().into();
     doc["spec"]["dryRun"] = dry_run.into();
+    doc["spec"]["registry"]["credentialsSecret"] = "registry-auth".into();
     serde_yaml::to_string(&doc).unwrap()
 }
 
@@ -235,7 +298,7 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
     let deployments: Api<Deployment> = Api::namespaced(cluster.server.client(), "registry");
     let before = deployments.get("docker-registry").await.unwrap();
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let _operator = start_operator_at(&cluster, listen);
+    let _operator = start_operator_at(&cluster, listen, None);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
 
     let started = Instant::now();
@@ -292,6 +355,8 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
     let table = cluster.kubectl_ok(&["get", "rcp", "-n", "registry"]);
     assert!(table.contains("Succeeded"), "{table}");
     assert!(table.contains("Idle"), "{table}");
+    // Every request the operator made is declared in its RBAC.
+    assert_requests_permitted(&cluster, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -299,7 +364,8 @@ async fn a_dry_run_changes_nothing() {
     let cluster = filled().await;
     let before = template(&cluster).await;
     let tags_before = cluster.registry().tags("team-a/api").await.unwrap();
-    let _operator = start_operator(&cluster);
+    // Watching only the registry's namespace: no request may leave it.
+    let _operator = start_operator_at(&cluster, SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())), Some(&["registry"]));
     cluster.apply("policy.yaml", &policy_yaml(&cluster, true));
     let run = wait_finished(&cluster, "demo").await;
     assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
@@ -307,6 +373,7 @@ async fn a_dry_run_changes_nothing() {
     assert_eq!((run.manifests_deleted, run.bytes_reclaimed, run.read_only_seconds), (0, 0, 0));
     assert_eq!(template(&cluster).await, before, "never frozen");
     assert_eq!(cluster.registry().tags("team-a/api").await.unwrap(), tags_before, "nothing deleted");
+    assert_requests_permitted(&cluster, Some(&["registry"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -324,6 +391,7 @@ async fn a_failed_sweep_thaws_and_reports_degraded() {
     let status = status_of(&cluster, "demo").await.unwrap();
     let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "LastRunFailed"));
+    assert_requests_permitted(&cluster, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -342,6 +410,7 @@ async fn a_successor_operator_thaws_what_a_killed_one_froze() {
     let run = wait_finished(&cluster, "demo").await;
     assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
     assert_thawed(&cluster, &before).await;
+    assert_requests_permitted(&cluster, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -355,24 +424,130 @@ async fn a_policy_deleted_while_frozen_thaws_first_then_goes() {
     let api: Api<RegistryCleanupPolicy> = Api::namespaced(cluster.server.client(), "registry");
     wait_for("the policy to be gone", Duration::from_secs(60), || async { api.get_opt("demo").await.ok().flatten().is_none() }).await;
     assert_thawed(&cluster, &before).await;
+    assert_requests_permitted(&cluster, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_policies_on_one_registry_never_overlap() {
+async fn a_stopped_sweep_thaws_only_after_its_process_has_exited() {
+    // A stand-in for regsweep whose sweep runs until SIGTERM and then takes 2 s to stop, like
+    // a sweep draining its in-flight deletes.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow-sweep");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nif [ \"$1\" = copy-self ]; then cp \"$0\" \"$2\"; chmod 755 \"$2\"; exit 0; fi\ntrap 'sleep 2; exit 143' TERM\nwhile :; do sleep 0.1; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cluster = start_with(script.to_str().unwrap()).await;
+    let before = template(&cluster).await;
+    let _operator = start_operator(&cluster);
+    cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
+    wait_for("the sweep to run", Duration::from_secs(60), || async {
+        cluster.server.list_selected("v1/pods", "registry", "regsweep.dev/run").unwrap().iter().any(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    cluster.kubectl_ok(&["delete", "rcp", "demo", "-n", "registry", "--wait=false"]);
+    let api: Api<RegistryCleanupPolicy> = Api::namespaced(cluster.server.client(), "registry");
+    wait_for("the policy to be gone", Duration::from_secs(60), || async { api.get_opt("demo").await.ok().flatten().is_none() }).await;
+    assert_thawed(&cluster, &before).await;
+
+    wait_for("the sweep's pod to go", Duration::from_secs(30), || async {
+        cluster.server.list_selected("v1/pods", "registry", "regsweep.dev/run").unwrap().is_empty()
+    })
+    .await;
+    // The kubelet removes the sweep's pod only once its process has exited; the operator's
+    // thaw (its first Deployment patch after the Job's deletion) must come after that.
+    let log = cluster.server.requests_by(OPERATOR_USER);
+    let job_deleted = log.iter().position(|r| r.verb == "delete" && r.resource == "jobs").expect("the operator deleted the Job");
+    let thaw = log[job_deleted..].iter().position(|r| r.verb == "patch" && r.resource == "deployments").expect("a thaw") + job_deleted;
+    let everyone = cluster.server.requests_by("");
+    let sweep_pod = format!("{}-pod", log[job_deleted].name.as_deref().unwrap_or_default());
+    let pod_gone = everyone
+        .iter()
+        .find(|r| r.verb == "delete" && r.resource == "pods" && r.name.as_deref() == Some(&sweep_pod))
+        .expect("the kubelet removed the sweep pod");
+    assert!(pod_gone.seq < log[thaw].seq, "the registry was thawed while the sweep still ran");
+
+    let requests = assert_requests_permitted(&cluster, None);
+    // Reading another policy's lock only happens with several policies, and a repeated Event
+    // is only patched for a policy invalid twice with the same message (the tests below).
+    assert_every_permission_used(&requests, &[("get", "regsweep.dev", "registrycleanuppolicies"), ("patch", "events.k8s.io", "events")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invalid_policy_is_reported_and_never_runs() {
+    let cluster = start().await;
+    let before = template(&cluster).await;
+    let _operator = start_operator(&cluster);
+    let invalid = |pattern: &str| {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&policy_yaml(&cluster, false)).unwrap();
+        doc["spec"]["rules"][0]["keepTags"] = vec![serde_yaml::Value::from(format!("regex:{pattern}"))].into();
+        serde_yaml::to_string(&doc).unwrap()
+    };
+    let reported = |pattern: &'static str| {
+        let cluster = &cluster;
+        async move {
+            wait_for("the policy to be reported invalid", Duration::from_secs(30), || async {
+                let status = status_of(cluster, "demo").await.unwrap_or_default();
+                status.phase.as_deref() == Some("Invalid")
+                    && status.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "True" && c.message.contains(pattern))
+            })
+            .await
+        }
+    };
+    // A, then B, then A again: the same Event a second time is a series (kube's recorder
+    // patches it), not a new Event.
+    cluster.apply("policy.yaml", &invalid("(unclosed"));
+    reported("(unclosed").await;
+    cluster.apply("policy.yaml", &invalid("[unclosed"));
+    reported("[unclosed").await;
+    cluster.apply("policy.yaml", &invalid("(unclosed"));
+    wait_for("the repeated Event to be counted", Duration::from_secs(30), || async {
+        cluster.server.list("events.k8s.io/v1/events", "registry").iter().any(|e| {
+            e["reason"] == "InvalidPolicy"
+                && e["series"]["count"].as_i64().unwrap_or(0) >= 2
+                && e["note"].as_str().unwrap_or("").contains("(unclosed")
+        })
+    })
+    .await;
+    assert_eq!(template(&cluster).await, before, "never frozen");
+    assert!(cluster.server.list("batch/v1/jobs", "registry").is_empty(), "never swept");
+    assert_requests_permitted(&cluster, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_policies_on_one_registry_never_overlap() {
     let cluster = filled().await;
     let before = template(&cluster).await;
     let _operator = start_operator(&cluster);
+    // Two at once (a race for the lock), a third while one of them holds it.
     cluster.apply("policies.yaml", &format!("{}---\n{}", named_policy(&cluster, "first", false), named_policy(&cluster, "second", false)));
-    let (a, b) = (wait_finished(&cluster, "first").await, wait_finished(&cluster, "second").await);
-    assert_eq!(
-        (a.result, b.result),
-        (regsweep::operator::phase::RunResult::Succeeded, regsweep::operator::phase::RunResult::Succeeded),
-        "{} / {}",
-        a.message,
-        b.message
-    );
-    assert!(a.end <= b.start || b.end <= a.start, "runs overlapped: {a:?} {b:?}");
+    wait_for("a run to freeze the registry", Duration::from_secs(60), || async {
+        regsweep::operator::lock::holder(
+            &Api::<Deployment>::namespaced(cluster.server.client(), "registry").get("docker-registry").await.unwrap(),
+        )
+        .is_some()
+    })
+    .await;
+    cluster.apply("third.yaml", &named_policy(&cluster, "third", false));
+    let mut runs = Vec::new();
+    for name in ["first", "second", "third"] {
+        let run = wait_finished(&cluster, name).await;
+        assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{name}: {}", run.message);
+        runs.push(run);
+    }
+    for (i, a) in runs.iter().enumerate() {
+        for b in &runs[i + 1..] {
+            assert!(a.end <= b.start || b.end <= a.start, "runs overlapped: {a:?} {b:?}");
+        }
+    }
     assert_thawed(&cluster, &before).await;
+
+    let requests = assert_requests_permitted(&cluster, None);
+    // Deleting a running Job only happens when a sweep is stopped, and a repeated Event is only
+    // patched for a policy invalid twice with the same message (the tests above).
+    assert_every_permission_used(&requests, &[("delete", "batch", "jobs"), ("patch", "events.k8s.io", "events")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,12 +556,24 @@ async fn one_leader_at_a_time_on_a_lease() {
     let server = apiserver::ApiServer::start().await;
     server.create_namespace("regsweep-system").unwrap();
     let ttl = Duration::from_secs(2);
-    let a = Elector::new(server.client(), "regsweep-system", "regsweep-operator", "a", ttl);
-    let b = Elector::new(server.client(), "regsweep-system", "regsweep-operator", "b", ttl);
+    let a = Elector::new(server.client_as(OPERATOR_USER), "regsweep-system", "regsweep-operator", "a", ttl);
+    let b = Elector::new(server.client_as(OPERATOR_USER), "regsweep-system", "regsweep-operator", "b", ttl);
     assert!(a.try_acquire_or_renew().await.unwrap(), "the first candidate leads");
     assert!(!b.try_acquire_or_renew().await.unwrap(), "the second waits");
     assert!(a.try_acquire_or_renew().await.unwrap(), "the leader renews");
     tokio::time::sleep(ttl + Duration::from_millis(500)).await;
     assert!(b.try_acquire_or_renew().await.unwrap(), "an expired Lease is taken over");
     assert!(!a.try_acquire_or_renew().await.unwrap(), "the old leader has lost it");
+
+    // The election uses exactly the Lease permission it declares, in its own namespace.
+    use regsweep::operator::rbac::{PERMISSIONS, Scope, permits};
+    let requests = server.requests_by(OPERATOR_USER);
+    for r in &requests {
+        assert!(permits(&[Scope::Operator], &r.verb, &r.group, &r.resource), "undeclared: {r:?}");
+        assert_eq!(r.namespace.as_deref(), Some("regsweep-system"), "{r:?}");
+    }
+    let lease = PERMISSIONS.iter().find(|p| p.scope == Scope::Operator).unwrap();
+    for verb in lease.verbs {
+        assert!(requests.iter().any(|r| &r.verb == verb), "declared but unused: {verb} leases");
+    }
 }

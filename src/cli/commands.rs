@@ -14,10 +14,22 @@ use super::{CliResult, Command, Failure, Output, Protect, RegistryAccess, exit};
 
 pub async fn run(command: Command) -> CliResult {
     match command {
-        Command::Operator { listen, image, in_use_namespaces, poll_seconds, leader_election, lease_namespace, identity } => {
+        Command::Operator {
+            listen,
+            image,
+            watch_namespaces,
+            in_use_namespaces,
+            poll_seconds,
+            leader_election,
+            lease_namespace,
+            identity,
+        } => {
+            let watch_namespaces = (!watch_namespaces.is_empty()).then_some(watch_namespaces);
             let config = regsweep::operator::context::OperatorConfig {
                 image,
-                in_use_namespaces: (!in_use_namespaces.is_empty()).then_some(in_use_namespaces),
+                // An operator confined to some namespaces may list nothing outside them.
+                in_use_namespaces: (!in_use_namespaces.is_empty()).then_some(in_use_namespaces).or_else(|| watch_namespaces.clone()),
+                watch_namespaces,
                 poll: std::time::Duration::from_secs(poll_seconds.max(1)),
             };
             let leader = leader_election.then(|| (lease_namespace, "regsweep-operator".to_string(), identity));
@@ -142,6 +154,15 @@ pub async fn run(command: Command) -> CliResult {
             let me = std::env::current_exe().map_err(Failure::other)?;
             std::fs::copy(&me, &dest).map_err(|e| Failure::other(format!("cannot copy {} to {}: {e}", me.display(), dest.display())))?;
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).map_err(Failure::other)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rbac { output } => {
+            match output {
+                Output::Table => print!("{}", regsweep::operator::rbac::render_table()),
+                Output::Json => {
+                    println!("{}", serde_json::to_string_pretty(regsweep::operator::rbac::PERMISSIONS).map_err(Failure::other)?)
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Crd => {

@@ -95,7 +95,11 @@ pub enum Command {
         /// This operator's image, which the sweep Job's init container copies regsweep from.
         #[arg(long, env = "REGSWEEP_IMAGE")]
         image: String,
-        /// Namespaces scanned for images in use (default: all); repeatable.
+        /// Watch policies only in this namespace (default: every namespace); repeatable. With
+        /// it, the operator needs Roles in these namespaces only, not ClusterRoles.
+        #[arg(long = "watch-namespace")]
+        watch_namespaces: Vec<String>,
+        /// Namespaces scanned for images in use (default: the watched ones, or all); repeatable.
         #[arg(long = "in-use-namespace")]
         in_use_namespaces: Vec<String>,
         /// Seconds between looks at a run in flight.
@@ -192,6 +196,12 @@ pub enum Command {
     },
     /// Print the RegistryCleanupPolicy CustomResourceDefinition.
     Crd,
+    /// Print every Kubernetes API permission the operator uses, and why (what the Helm chart's
+    /// RBAC grants).
+    Rbac {
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Copy this binary to DEST (the sweep Job's init container uses it to bring regsweep
     /// into the registry's image).
     CopySelf { dest: PathBuf },

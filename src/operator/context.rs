@@ -10,6 +10,8 @@ use kube::runtime::events::Recorder;
 pub struct OperatorConfig {
     /// The operator's own image: the sweep Job's init container copies `regsweep` from it.
     pub image: String,
+    /// Namespaces whose policies are reconciled; None: all.
+    pub watch_namespaces: Option<Vec<String>>,
     /// Namespaces scanned for images in use; None: all.
     pub in_use_namespaces: Option<Vec<String>>,
     /// How often a run in flight is looked at again.

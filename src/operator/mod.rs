@@ -12,6 +12,7 @@ pub mod lock;
 pub mod metrics;
 pub mod observe;
 pub mod phase;
+pub mod rbac;
 pub mod reconcile;
 pub mod rollout;
 pub mod run;

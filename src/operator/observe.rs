@@ -44,12 +44,17 @@ pub async fn registry_node(client: &Client, ns: &str, deploy: &Deployment) -> Re
     Ok(pods.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).find_map(|p| p.spec.and_then(|s| s.node_name)))
 }
 
-/// The Job's state, and on success the compact summary it left as its termination message.
-pub async fn job(client: &Client, ns: &str, name: &str, run_id: &str) -> Result<(JobView, Option<RunOutcome>), Error> {
-    let Some(job) = Api::<Job>::namespaced(client.clone(), ns).get_opt(name).await? else { return Ok((JobView::Missing, None)) };
-    let status = job.status.unwrap_or_default();
+/// The Job's state, on success the compact summary it left as its termination message, and
+/// whether a pod of the run has not ended yet (a deleted Job's pod lives on while it stops).
+pub async fn job(client: &Client, ns: &str, name: &str, run_id: &str) -> Result<(JobView, Option<RunOutcome>, bool), Error> {
     let pods =
         Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(&format!("regsweep.dev/run={run_id}"))).await?;
+    let pod_running =
+        pods.items.iter().any(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")));
+    let Some(job) = Api::<Job>::namespaced(client.clone(), ns).get_opt(name).await? else {
+        return Ok((JobView::Missing, None, pod_running));
+    };
+    let status = job.status.unwrap_or_default();
     let message = pods
         .items
         .iter()
@@ -59,13 +64,13 @@ pub async fn job(client: &Client, ns: &str, name: &str, run_id: &str) -> Result<
     let outcome = message.as_deref().and_then(|m| serde_json::from_str::<RunOutcome>(m).ok());
     let failed_condition = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
     if status.succeeded.unwrap_or(0) > 0 {
-        Ok((JobView::Succeeded, outcome))
+        Ok((JobView::Succeeded, outcome, pod_running))
     } else if status.failed.unwrap_or(0) > 0 || failed_condition.is_some() {
         let why = failed_condition.and_then(|c| c.message.clone()).or(message).unwrap_or_else(|| "the sweep container failed".into());
         let short: String = why.chars().take(500).collect();
-        Ok((JobView::Failed(short), None))
+        Ok((JobView::Failed(short), None, pod_running))
     } else {
-        Ok((JobView::Running, None))
+        Ok((JobView::Running, None, pod_running))
     }
 }
 

@@ -58,6 +58,9 @@ pub struct World {
     /// None when there is no URL to probe.
     pub write_refused: Option<bool>,
     pub job: JobView,
+    /// A pod of the run's Job has not ended yet (it may outlive its deleted Job while it
+    /// shuts down).
+    pub sweep_pod_running: bool,
     pub max_read_only: Duration,
 }
 
@@ -69,7 +72,8 @@ pub enum Step {
     Wait { why: String },
     /// Create the run's ConfigMap and Job.
     StartJob,
-    /// Stop the Job (it is still running) and move to Thawing with this failure.
+    /// Stop the Job (it is still running) and record this failure; the run thaws once the
+    /// sweep's pod has exited.
     Abort { failure: String },
     /// Record the outcome (None: success) and restore the Deployment.
     Thaw { failure: Option<String> },
@@ -93,6 +97,15 @@ pub fn next_step(run: &RunView, world: &World) -> Step {
         RunPhase::Freezing if !world.frozen_rolled_out => Step::Wait { why: "waiting for every registry replica to run read-only".into() },
         RunPhase::Freezing if world.write_refused == Some(false) => Step::Wait { why: "the registry still accepts writes".into() },
         RunPhase::Freezing => Step::StartJob,
+        // Never thaw, and never start a second sweep, while a sweep process may still run:
+        // garbage collection that overlaps a push loses the pushed blobs.
+        RunPhase::Sweeping if run.failure.is_some() && world.job == JobView::Running => {
+            Step::Abort { failure: run.failure.clone().unwrap_or_default() }
+        }
+        RunPhase::Sweeping if world.sweep_pod_running && (run.failure.is_some() || world.job == JobView::Missing) => {
+            Step::Wait { why: "waiting for the stopped sweep to exit before the registry accepts writes again".into() }
+        }
+        RunPhase::Sweeping if run.failure.is_some() => Step::Thaw { failure: run.failure.clone() },
         // Read-only mode removed behind our back while the sweep runs: stop it at once, a
         // push during garbage collection can lose blobs.
         RunPhase::Sweeping if run.frozen_at.is_some() && !world.frozen_applied && world.job == JobView::Running => Step::Abort {
@@ -140,6 +153,7 @@ mod tests {
             thawed_rolled_out: false,
             write_refused: None,
             job: JobView::Missing,
+            sweep_pod_running: false,
             max_read_only: Duration::minutes(60),
         }
     }
@@ -211,6 +225,30 @@ mod tests {
         assert_eq!(next_step(&run(RunPhase::Freezing, Some(0)), &w), Step::Freeze);
         w.job = JobView::Running;
         assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &w), Step::Abort { failure } if failure.contains("read-only")));
+    }
+
+    #[test]
+    fn an_aborted_sweep_thaws_only_once_its_pod_has_exited() {
+        let mut aborted = run(RunPhase::Sweeping, Some(0));
+        aborted.failure = Some("the policy was deleted during the run".into());
+        let mut w = world(5);
+        // The Job is still there (its deletion failed): delete it again.
+        w.job = JobView::Running;
+        w.sweep_pod_running = true;
+        assert!(matches!(next_step(&aborted, &w), Step::Abort { .. }));
+        // The Job is gone but its pod is still shutting down: the registry stays read-only,
+        // even past maxReadOnlyDuration.
+        w.job = JobView::Missing;
+        assert!(matches!(next_step(&aborted, &w), Step::Wait { why } if why.contains("exit")));
+        assert!(matches!(next_step(&aborted, &World { now: t(500), ..w.clone() }), Step::Wait { .. }));
+        w.sweep_pod_running = false;
+        assert!(matches!(next_step(&aborted, &w), Step::Thaw { failure: Some(f) } if f.contains("deleted")));
+        // A Job lost while its pod still runs is not started a second time until the pod ends.
+        let mut lost = world(5);
+        lost.sweep_pod_running = true;
+        assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &lost), Step::Wait { .. }));
+        lost.sweep_pod_running = false;
+        assert_eq!(next_step(&run(RunPhase::Sweeping, Some(0)), &lost), Step::StartJob);
     }
 
     #[test]

@@ -236,9 +236,9 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
     let rolled_out = rollout(&deploy) == Rollout::Complete;
     let probing = rolled_out && ((run.phase == RunPhase::Freezing && run.frozen_at.is_some()) || run.phase == RunPhase::Thawing);
     let write_refused = if probing { observe::write_refused(p, observe::registry_access(&ctx.client, &ns, p).await?).await? } else { None };
-    let (job_view, outcome) = match (&run.job, run.phase) {
+    let (job_view, outcome, sweep_pod_running) = match (&run.job, run.phase) {
         (Some(name), RunPhase::Sweeping) => observe::job(&ctx.client, &ns, name, &run.id).await?,
-        _ => (JobView::Missing, None),
+        _ => (JobView::Missing, None, false),
     };
     let world = World {
         now,
@@ -248,6 +248,7 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
         thawed_rolled_out: run.phase == RunPhase::Thawing && rolled_out,
         write_refused,
         job: job_view,
+        sweep_pod_running,
         max_read_only,
     };
     let view = RunView { phase: run.phase, dry_run: run.dry_run, frozen_at: run.frozen_at, failure: run.failure.clone() };
@@ -306,13 +307,20 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
         }
         Step::Abort { failure } => {
             if let Some(name) = &run.job {
-                let _ = Api::<Job>::namespaced(ctx.client.clone(), &ns).delete(name, &DeleteParams::background()).await;
+                // Its pod gets SIGTERM (the sweep drains its in-flight deletes and stops); the
+                // run thaws once that pod has exited.
+                match Api::<Job>::namespaced(ctx.client.clone(), &ns).delete(name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             if run.frozen.is_some() {
-                thaw_deployment(ctx, &ns, &deploy, &run).await?;
-                run.phase = RunPhase::Thawing;
-                run.failure = Some(failure.clone());
-                publish(ctx, p, EventType::Warning, "RunAborted", "Thaw", &format!("run {}: {failure}; thawing", run.id)).await;
+                if run.failure.is_none() {
+                    let note = format!("run {}: {failure}; stopping the sweep, then thawing", run.id);
+                    publish(ctx, p, EventType::Warning, "RunAborted", "Stop", &note).await;
+                }
+                run.failure = Some(failure);
             } else {
                 return finish(p, ctx, status, run, RunResult::Failed, failure).await.map(|_| None);
             }

@@ -1,5 +1,5 @@
 //! `regsweep operator`: leader election, the controller, and the HTTP endpoints
-//! (`/metrics`, `/livez`, `/readyz` — ready once the policy cache has synced and this replica
+//! (`/metrics`, `/livez`, `/readyz` — ready once policies can be listed and this replica
 //! leads).
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::events::{Recorder, Reporter};
@@ -106,38 +106,72 @@ pub async fn run_with_client(client: Client, opts: OperatorOptions) -> anyhow::R
     }
     let recorder = Recorder::new(client.clone(), Reporter { controller: "regsweep".into(), instance: Some(identity) });
     let ctx = Arc::new(Context { client: client.clone(), recorder, config: opts.config, metrics });
-    let controller = Controller::new(Api::<RegistryCleanupPolicy>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Job>::all(client.clone()), watcher::Config::default().labels("app.kubernetes.io/managed-by=regsweep"))
+    // One controller per watched namespace (or one for all): each needs only its own
+    // namespace's permissions. They share the context, so metrics and Events are one.
+    let apis: Vec<Option<String>> = match &ctx.config.watch_namespaces {
+        None => vec![None],
+        Some(list) => list.iter().cloned().map(Some).collect(),
+    };
+    tokio::spawn(become_ready(client.clone(), apis.clone(), ready));
+    let controllers = apis.into_iter().map(|ns| {
+        controller(&client, ns.as_deref())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "reconcile did not complete");
+                }
+            })
+            .boxed()
+    });
+    futures::future::join_all(controllers).await;
+    Ok(())
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        None => Api::all(client.clone()),
+        Some(ns) => Api::namespaced(client.clone(), ns),
+    }
+}
+
+fn controller(client: &Client, namespace: Option<&str>) -> Controller<RegistryCleanupPolicy> {
+    Controller::new(api::<RegistryCleanupPolicy>(client, namespace), watcher::Config::default())
+        .owns(api::<Job>(client, namespace), watcher::Config::default().labels("app.kubernetes.io/managed-by=regsweep"))
         // A locked Deployment wakes the policy that holds it (its rollout is what a run waits for).
-        .watches(Api::<Deployment>::all(client.clone()), watcher::Config::default(), |d| {
+        .watches(api::<Deployment>(client, namespace), watcher::Config::default(), |d| {
             let ns = d.metadata.namespace.clone();
             lock::holder(&d).map(|h| ObjectRef::new(lock::parse(h).policy).within(ns.as_deref().unwrap_or_default()))
         })
-        .shutdown_on_signal();
-    // Ready once policies can be listed: the API answers and the CRD is installed.
-    // (The controller store's own readiness signal never fired against the test API server;
-    // see the issue notes.)
-    let policies: Api<RegistryCleanupPolicy> = Api::all(client.clone());
-    tokio::spawn(async move {
-        loop {
-            match policies.list(&kube::api::ListParams::default().limit(1)).await {
-                Ok(_) => {
-                    ready.store(true, Ordering::SeqCst);
-                    tracing::info!("policies can be listed; ready");
-                    break;
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot list RegistryCleanupPolicies yet (is the CRD installed?)"),
+        .shutdown_on_signal()
+}
+
+/// Ready once policies can be listed in every watched namespace: the API answers, the CRD is
+/// installed and the permissions are there. (The controller store's own readiness signal never
+/// fired against the test API server; see the issue notes.)
+async fn become_ready(client: Client, namespaces: Vec<Option<String>>, ready: Arc<AtomicBool>) {
+    let params = kube::api::ListParams::default().limit(1);
+    loop {
+        let mut missing = None;
+        for ns in &namespaces {
+            if let Err(e) = api::<RegistryCleanupPolicy>(&client, ns.as_deref()).list(&params).await {
+                missing = Some((ns.clone().unwrap_or_else(|| "all namespaces".into()), e));
+                break;
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-    });
-    controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile did not complete");
+        match missing {
+            None => {
+                ready.store(true, Ordering::SeqCst);
+                tracing::info!("policies can be listed; ready");
+                return;
             }
-        })
-        .await;
-    Ok(())
+            Some((ns, e)) => {
+                tracing::warn!(namespace = %ns, error = %e, "cannot list RegistryCleanupPolicies yet (is the CRD installed, and RBAC granted?)")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

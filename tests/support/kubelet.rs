@@ -10,7 +10,9 @@
 //! - A Job runs its init containers, then its main container, as processes. emptyDir and
 //!   ConfigMap volumes become temporary directories, and paths under their mount points in the
 //!   command line are rewritten there; `/dev/termination-log` becomes a file whose content is
-//!   reported as the container's termination message. Images map to local binaries.
+//!   reported as the container's termination message. Images map to local binaries. The pod
+//!   object exists while the Job runs; deleting the Job sends its process SIGTERM, and the pod
+//!   object goes once the process has exited.
 //!
 //! Simplified: one replica per Deployment at most; hostPath volumes are used as they are (so
 //! tests mount host directories at their own paths); no restarts, probes or resource limits.
@@ -261,21 +263,58 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
         &Patch::Merge(json!({"status": JobStatus { start_time: Some(now.clone()), active: Some(1), ..Default::default() }})),
     )
     .await?;
+    // The pod exists while it runs (phase Running), as on a real node.
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod_name = format!("{name}-pod");
+    let pod = Pod {
+        metadata: kube::api::ObjectMeta { name: Some(pod_name.clone()), labels, ..Default::default() },
+        spec: Some(spec.clone()),
+        status: None,
+    };
+    pods.create(&PostParams::default(), &pod).await?;
+    pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running"}}))).await?;
     let mut exit_ok = true;
     let mut logs = String::new();
     for c in &all_containers {
         let (program, args) = command(images, c, &[], &mounts);
         let env = env_of(client, ns, c).await;
-        let out = tokio::process::Command::new(&program)
+        let mut child = tokio::process::Command::new(&program)
             .args(&args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env)
             .stdin(Stdio::null())
-            .output()
-            .await?;
-        logs = String::from_utf8_lossy(&out.stderr).to_string();
-        if !out.status.success() {
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let reader = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+            text
+        });
+        // A deleted Job stops its pod: SIGTERM, and the pod object goes once the process has
+        // exited (a real pod lingers, terminating, for the same time).
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status?,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    let gone = api.get_opt(&name).await?.is_none_or(|j| j.metadata.deletion_timestamp.is_some());
+                    if gone {
+                        if let Some(pid) = child.id() {
+                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+                        }
+                        let _ = child.wait().await;
+                        pods.delete(&pod_name, &DeleteParams::default()).await?;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        logs = reader.await.unwrap_or_default();
+        if !status.success() {
             exit_ok = false;
             break;
         }
@@ -284,31 +323,24 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
         .ok()
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| logs.lines().rev().take(5).collect::<Vec<_>>().join("\n"));
-    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
-    let pod = Pod {
-        metadata: kube::api::ObjectMeta { name: Some(format!("{name}-pod")), labels, ..Default::default() },
-        spec: Some(spec.clone()),
-        status: Some(PodStatus {
-            phase: Some(if exit_ok { "Succeeded" } else { "Failed" }.into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: spec.containers[0].name.clone(),
-                image: spec.containers[0].image.clone().unwrap_or_default(),
-                state: Some(ContainerState {
-                    terminated: Some(ContainerStateTerminated {
-                        exit_code: if exit_ok { 0 } else { 1 },
-                        message: Some(message.clone()),
-                        ..Default::default()
-                    }),
+    let pod_status = PodStatus {
+        phase: Some(if exit_ok { "Succeeded" } else { "Failed" }.into()),
+        container_statuses: Some(vec![ContainerStatus {
+            name: spec.containers[0].name.clone(),
+            image: spec.containers[0].image.clone().unwrap_or_default(),
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: if exit_ok { 0 } else { 1 },
+                    message: Some(message.clone()),
                     ..Default::default()
                 }),
                 ..Default::default()
-            }]),
+            }),
             ..Default::default()
-        }),
+        }]),
+        ..Default::default()
     };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let created = pods.create(&PostParams::default(), &pod).await?;
-    pods.patch_status(&created.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": pod.status}))).await?;
+    pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(json!({"status": pod_status}))).await?;
     let condition = JobCondition {
         type_: if exit_ok { "Complete" } else { "Failed" }.into(),
         status: "True".into(),

@@ -26,12 +26,32 @@ use super::watch;
 pub struct Shared {
     pub store: Mutex<Store>,
     pub addr: SocketAddr,
+    pub requests: Mutex<Vec<ResourceRequest>>,
 }
 
 impl Shared {
     pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// One request to a resource, in authorization terms (like an audit log entry): who, which
+/// verb, on what, where.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResourceRequest {
+    /// Its place among all requests to this server (0, 1, ...).
+    pub seq: usize,
+    /// The bearer token sent (the test's name for a user); "" without one.
+    pub user: String,
+    /// get, list, watch, create, update, patch, delete.
+    pub verb: String,
+    pub group: String,
+    /// `resource` or `resource/subresource`.
+    pub resource: String,
+    /// None: cluster-wide (or a cluster-scoped type).
+    pub namespace: Option<String>,
+    /// None for list, watch and create.
+    pub name: Option<String>,
 }
 
 pub type Query = HashMap<String, String>;
@@ -60,6 +80,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query: Query = req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let user = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
     let (accept, content_type) = {
         let text = |h: header::HeaderName| req.headers().get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         (text(header::ACCEPT), text(header::CONTENT_TYPE))
@@ -68,7 +95,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => return error_response(&ApiError::bad_request(format!("reading the body: {e}"))),
     };
-    let r = Req { method, query, accept, content_type, body: body.to_vec() };
+    let r = Req { user, method, query, accept, content_type, body: body.to_vec() };
     match route(&shared, &path, &r) {
         Ok(resp) => resp,
         Err(e) => error_response(&e),
@@ -76,6 +103,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 }
 
 pub struct Req {
+    pub user: String,
     pub method: Method,
     pub query: Query,
     pub accept: String,
@@ -179,6 +207,28 @@ fn resource(shared: &Arc<Shared>, group: &str, version: &str, rest: &[&str], r: 
     if (!t.rt.namespaced && ns.is_some()) || (t.rt.namespaced && ns.is_none() && (name.is_some() || r.method != Method::GET)) {
         return Err(not_found());
     }
+    let verb = match (&r.method, name) {
+        (&Method::GET, Some(_)) => "get",
+        (&Method::GET, None) if r.flag("watch") => "watch",
+        (&Method::GET, None) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) => "delete",
+        _ => "unknown",
+    };
+    let mut requests = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
+    let seq = requests.len();
+    requests.push(ResourceRequest {
+        seq,
+        user: r.user.clone(),
+        verb: verb.into(),
+        group: group.into(),
+        resource: if status { format!("{}/status", rest[0]) } else { rest[0].to_string() },
+        namespace: ns.clone(),
+        name: name.map(String::from),
+    });
+    drop(requests);
     let ns_str = ns.clone().unwrap_or_default();
     let method = r.method.clone();
     match (method, name) {

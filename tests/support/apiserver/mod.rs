@@ -20,10 +20,15 @@
 //! `selector.rs`, `schema.rs` (CRD pruning and defaults), `protobuf.rs` (kubectl create's
 //! request bodies), `resources.rs` (the types), `error.rs` (Status).
 //!
+//! Every request to a resource is logged with its verb and the bearer token sent
+//! ([`ApiServer::client_as`], [`ApiServer::requests_by`]), so a test can check what a client
+//! asked for against the RBAC it would need.
+//!
 //! Simplified compared to kube-apiserver: no authentication, authorization or admission;
 //! responses are always JSON and protobuf request bodies are decoded only for the types
 //! `kubectl create` makes; built-in types get a handful of defaults (Secret type, Service type,
-//! replicas, Pod/Namespace phase) and no validation beyond names; CRDs get schema pruning
+//! replicas, Pod/Namespace phase) and no validation beyond names (a Secret's `stringData` is
+//! not folded into `data`); CRDs get schema pruning
 //! (or, with `fieldValidation=Strict`, rejection of unknown fields) and defaults, not type or
 //! enum validation; one stored version per type, no conversion; lists ignore `limit`/`continue`
 //! and `resourceVersion` (always the latest state, whole); no deletecollection and no
@@ -55,6 +60,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 pub use error::ApiError;
+pub use http::ResourceRequest;
 
 use patch::{PatchOpts, PatchType};
 use resources::Target;
@@ -117,7 +123,7 @@ impl ApiServer {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("local address");
-        let shared = Arc::new(http::Shared { store: Mutex::new(Store::new()), addr });
+        let shared = Arc::new(http::Shared { store: Mutex::new(Store::new()), addr, requests: Mutex::default() });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(shared.clone());
         let thread = std::thread::Builder::new()
@@ -161,6 +167,19 @@ impl ApiServer {
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url().parse().expect("url"));
         kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// A kube client that identifies as `user` (a bearer token), so that its requests can be
+    /// told apart in [`requests_by`](Self::requests_by). Nothing is authorized against it.
+    pub fn client_as(&self, user: &str) -> kube::Client {
+        let mut config = kube::Config::new(self.url().parse().expect("url"));
+        config.auth_info.token = Some(user.to_string().into());
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// Every resource request `user` has made so far, in order.
+    pub fn requests_by(&self, user: &str) -> Vec<ResourceRequest> {
+        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|r| r.user == user).cloned().collect()
     }
 
     /// Runs the real kubectl against this server, with its discovery cache in the temp dir.
