@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the integration tests and the demo need from Debian/Ubuntu packages, only
-# when missing: the real registry (docker-registry 2.8), a third-party client (skopeo),
-# openssl and tar.
+# Installs what the tests and the demo need, only when missing: from Debian/Ubuntu packages
+# the real registry (docker-registry 2.8), a third-party client (skopeo), openssl, tar and
+# kubectl; from PyPI the chart tests' packages (tests/chart/requirements.txt).
 # Idempotent and non-interactive; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -12,7 +12,22 @@ command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 # OCI-layout test packs a layer with tar.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v tar >/dev/null 2>&1 || missing+=(tar)
+# The operator's end-to-end tests drive the in-process API server with the real kubectl.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubectl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+
+install_python_packages() {
+  if ! python3 -c 'import helm_python, kubernetes_validate, pytest, yaml' >/dev/null 2>&1; then
+    echo "install-test-deps: installing the chart tests' PyPI packages" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+      -r "$(dirname "$0")/../tests/chart/requirements.txt" \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+        -r "$(dirname "$0")/../tests/chart/requirements.txt"
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  install_python_packages
   exit 0
 fi
 
@@ -25,3 +40,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_python_packages

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The test command: installs the real registry, skopeo, openssl and tar when missing, checks
-# formatting and that the committed CRD is current (tests/crd.rs), then runs every test.
+# The test command: installs what the tests need when missing (scripts/install-test-deps.sh),
+# checks formatting, runs every Rust test (the committed CRD's drift is tests/crd.rs), then
+# the Helm chart's tests (tests/chart, against the binary cargo just built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 cargo fmt --check
 cargo test --locked "$@"
+python3 -m pytest -q -p no:cacheprovider tests/chart

@@ -109,3 +109,20 @@ fn copy_self_installs_a_working_binary() {
     let out = Command::new(&dest).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("regsweep "));
 }
+
+/// The sweep runs inside the registry's image, which may have no CA bundle: plain HTTP (the
+/// private instance, an in-cluster URL) must still work, and HTTPS must say what is missing.
+#[tokio::test]
+async fn a_machine_without_ca_certificates_still_talks_plain_http() {
+    let reg = support::TestRegistry::start(Default::default()).await;
+    let empty = tempfile::tempdir().unwrap();
+    let no_roots = |args: &[&str]| {
+        Command::new(BIN).args(args).env("SSL_CERT_FILE", empty.path().join("none.pem")).env("SSL_CERT_DIR", empty.path()).output().unwrap()
+    };
+    let out = no_roots(&["verify", "--url", &reg.url()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = no_roots(&["verify", "--url", "https://registry.invalid:5000"]);
+    assert_eq!(out.status.code(), Some(2), "an unusable TLS setup is invalid input");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ca-certificates") && err.contains("--ca-cert"), "{err}");
+}

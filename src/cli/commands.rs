@@ -21,6 +21,7 @@ pub async fn run(command: Command) -> CliResult {
             in_use_namespaces,
             poll_seconds,
             leader_election,
+            lease_name,
             lease_namespace,
             identity,
         } => {
@@ -32,7 +33,7 @@ pub async fn run(command: Command) -> CliResult {
                 watch_namespaces,
                 poll: std::time::Duration::from_secs(poll_seconds.max(1)),
             };
-            let leader = leader_election.then(|| (lease_namespace, "regsweep-operator".to_string(), identity));
+            let leader = leader_election.then(|| (lease_namespace, lease_name, identity));
             regsweep::operator::run::run(regsweep::operator::run::OperatorOptions { config, listen, leader_election: leader })
                 .await
                 .map_err(|e| Failure::other(format!("operator: {e:#}")))?;

@@ -108,6 +108,9 @@ pub enum Command {
         /// Elect a leader on a Lease, so several replicas never act at once.
         #[arg(long)]
         leader_election: bool,
+        /// Name of the Lease (one per installation).
+        #[arg(long, default_value = "regsweep-operator")]
+        lease_name: String,
         /// Namespace of the Lease (the operator's own).
         #[arg(long, env = "POD_NAMESPACE", default_value = "regsweep-system")]
         lease_namespace: String,

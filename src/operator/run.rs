@@ -1,6 +1,6 @@
 //! `regsweep operator`: leader election, the controller, and the HTTP endpoints
-//! (`/metrics`, `/livez`, `/readyz` — ready once policies can be listed and this replica
-//! leads).
+//! (`/metrics`, `/livez`, `/readyz` — ready once policies can be listed; a standby replica
+//! waiting for the Lease is ready too, so that a two-replica Deployment rolls out).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,19 +100,19 @@ pub async fn run_with_client(client: Client, opts: OperatorOptions) -> anyhow::R
             }
         }
     });
+    // One controller per watched namespace (or one for all): each needs only its own
+    // namespace's permissions. They share the context, so metrics and Events are one.
+    let apis: Vec<Option<String>> = match &opts.config.watch_namespaces {
+        None => vec![None],
+        Some(list) => list.iter().cloned().map(Some).collect(),
+    };
+    tokio::spawn(become_ready(client.clone(), apis.clone(), ready));
     let identity = opts.leader_election.as_ref().map(|l| l.2.clone()).unwrap_or_else(|| "regsweep".into());
     if let Some((namespace, name, identity)) = opts.leader_election {
         lead(client.clone(), namespace, name, identity).await?;
     }
     let recorder = Recorder::new(client.clone(), Reporter { controller: "regsweep".into(), instance: Some(identity) });
     let ctx = Arc::new(Context { client: client.clone(), recorder, config: opts.config, metrics });
-    // One controller per watched namespace (or one for all): each needs only its own
-    // namespace's permissions. They share the context, so metrics and Events are one.
-    let apis: Vec<Option<String>> = match &ctx.config.watch_namespaces {
-        None => vec![None],
-        Some(list) => list.iter().cloned().map(Some).collect(),
-    };
-    tokio::spawn(become_ready(client.clone(), apis.clone(), ready));
     let controllers = apis.into_iter().map(|ns| {
         controller(&client, ns.as_deref())
             .run(reconcile, error_policy, ctx.clone())

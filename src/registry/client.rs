@@ -116,30 +116,47 @@ impl RegistryClient {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(invalid("the scheme must be http or https".into()));
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(opts.concurrency.max(1))
-            .user_agent(concat!("regsweep/", env!("CARGO_PKG_VERSION")));
-        // A loopback registry (the private instance, tests) must never go through a proxy
-        // from the environment; anything else honours HTTPS_PROXY/NO_PROXY as usual.
-        if is_loopback(&parsed) {
-            builder = builder.no_proxy();
-        }
+        let mut ca_certs = Vec::new();
         if let Some(ca) = &opts.ca_cert {
             let pem = std::fs::read(ca).map_err(|e| invalid(format!("cannot read the CA file {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            ca_certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| invalid(format!("the CA file {} is not PEM: {e}", ca.display())))?;
-            if certs.is_empty() {
+            if ca_certs.is_empty() {
                 return Err(invalid(format!("the CA file {} holds no certificate", ca.display())));
             }
-            builder = builder.tls_certs_merge(certs);
         }
         if opts.insecure_skip_tls_verify {
             tracing::warn!(url, "TLS certificate verification is off for this registry");
-            builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder.build().map_err(|e| invalid(error_chain(&e)))?;
+        // `system_roots: false` trusts only the CA file: for an image without a CA bundle
+        // (a minimal registry image running the sweep), where the system store cannot load.
+        let build = |system_roots: bool| {
+            let mut builder = reqwest::Client::builder()
+                .timeout(opts.timeout)
+                .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+                .pool_max_idle_per_host(opts.concurrency.max(1))
+                .user_agent(concat!("regsweep/", env!("CARGO_PKG_VERSION")));
+            // A loopback registry (the private instance, tests) must never go through a proxy
+            // from the environment; anything else honours HTTPS_PROXY/NO_PROXY as usual.
+            if is_loopback(&parsed) {
+                builder = builder.no_proxy();
+            }
+            builder = if system_roots { builder.tls_certs_merge(ca_certs.clone()) } else { builder.tls_certs_only(ca_certs.clone()) };
+            builder.tls_danger_accept_invalid_certs(opts.insecure_skip_tls_verify).build()
+        };
+        let http = match build(true) {
+            Ok(http) => http,
+            Err(e) if parsed.scheme() == "http" || !ca_certs.is_empty() => {
+                tracing::debug!(url, error = %error_chain(&e), "no system CA certificates; trusting only the CA file");
+                build(false).map_err(|e| invalid(error_chain(&e)))?
+            }
+            Err(e) => {
+                return Err(invalid(format!(
+                    "{}: install the system's CA certificates (the ca-certificates package) or pass the registry's CA with --ca-cert",
+                    error_chain(&e)
+                )));
+            }
+        };
         let credentials = match (opts.username, opts.password) {
             (Some(username), password) if !username.is_empty() => Some(Credentials { username, password }),
             (_, Some(_)) => {

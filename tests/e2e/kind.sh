@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The operator's end-to-end scenario on a real cluster (kind), the same as
-# tests/operator_e2e.rs runs against the in-process API server. Not run in CI here (no
-# container engine); run it on a machine with docker, kind, kubectl and skopeo:
+# tests/operator_e2e.rs runs against the in-process API server, with the real image (the
+# Dockerfile) installed by the real chart (charts/regsweep) with its least-privilege RBAC.
+# Not run in CI here (no container engine); run it on a machine with docker, kind, helm,
+# kubectl and skopeo:
 #
 #   bash tests/e2e/kind.sh            # creates cluster "regsweep-e2e", runs, deletes it
 #   KEEP=1 bash tests/e2e/kind.sh     # keeps the cluster for a look around
@@ -9,22 +11,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CLUSTER=${CLUSTER:-regsweep-e2e}
 IMAGE=regsweep:e2e
-for tool in docker kind kubectl skopeo cargo; do
+for tool in docker kind helm kubectl skopeo cargo; do
   command -v "$tool" >/dev/null || { echo "kind.sh needs $tool" >&2; exit 2; }
 done
 cleanup() { [ -n "${KEEP:-}" ] || kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true; kill "${PF:-0}" 2>/dev/null || true; }
 trap cleanup EXIT
 
-# The operator image: the release binary on a slim glibc base (the real image is the Dockerfile's).
-cargo build --release --locked
-work=$(mktemp -d)
-cp target/release/regsweep "$work/regsweep"
-printf 'FROM debian:bookworm-slim\nCOPY regsweep /regsweep\nUSER 65532\nENTRYPOINT ["/regsweep"]\nCMD ["operator"]\n' > "$work/Dockerfile"
-docker build -q -t "$IMAGE" "$work"
+docker build -t "$IMAGE" .
+size=$(docker image inspect "$IMAGE" --format '{{.Size}}')
+echo "image size: $((size / 1024 / 1024)) MiB (goal: under 30)"
 
 kind create cluster --name "$CLUSTER" --wait 120s
 kind load docker-image --name "$CLUSTER" "$IMAGE"
-kubectl apply -f crds/registrycleanuppolicies.regsweep.dev.yaml
 kubectl create namespace registry
 kubectl -n registry apply -f - <<'YAML'
 apiVersion: v1
@@ -64,12 +62,10 @@ for pair in old-1:1.34 old-2:1.35 old-3:1.36 keep:1.37; do
   skopeo copy --dest-tls-verify=false "docker://docker.io/library/busybox:${pair#*:}" "docker://127.0.0.1:5555/team-a/app:${pair%%:*}" >/dev/null
 done
 
-# The operator, with the RBAC it needs (the Helm chart carries the least-privilege version).
-kubectl create namespace regsweep-system
-kubectl -n regsweep-system create serviceaccount regsweep
-kubectl create clusterrolebinding regsweep-e2e --clusterrole=cluster-admin --serviceaccount=regsweep-system:regsweep
-kubectl -n regsweep-system create deployment regsweep --image="$IMAGE" -- /regsweep operator --image "$IMAGE"
-kubectl -n regsweep-system set serviceaccount deployment/regsweep regsweep
+# The operator, from the chart (CRD, least-privilege RBAC, two replicas behind a Lease).
+helm install regsweep charts/regsweep -n regsweep-system --create-namespace \
+  --set image.repository="${IMAGE%%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
+  --set replicas=2 --wait --timeout 180s
 kubectl -n regsweep-system rollout status deploy/regsweep --timeout=120s
 
 kubectl apply -f - <<'YAML'
