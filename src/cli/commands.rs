@@ -33,7 +33,7 @@ pub async fn run(command: Command) -> CliResult {
                 watch_namespaces,
                 poll: std::time::Duration::from_secs(poll_seconds.max(1)),
             };
-            let leader = leader_election.then(|| (lease_namespace, lease_name, identity));
+            let leader = leader_election.then_some((lease_namespace, lease_name, identity));
             regsweep::operator::run::run(regsweep::operator::run::OperatorOptions { config, listen, leader_election: leader })
                 .await
                 .map_err(|e| Failure::other(format!("operator: {e:#}")))?;
