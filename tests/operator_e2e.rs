@@ -25,6 +25,7 @@ const OPERATOR_IMAGE: &str = "regsweep:e2e";
 /// The operator's identity towards the API server: its requests are checked against the RBAC
 /// it declares (`regsweep::operator::rbac`, which the Helm chart grants).
 const OPERATOR_USER: &str = "system:serviceaccount:regsweep-system:regsweep";
+const OPERATOR_NAMESPACE: &str = "regsweep-system";
 
 struct Cluster {
     server: apiserver::ApiServer,
@@ -180,11 +181,12 @@ fn assert_requests_permitted(cluster: &Cluster, watched: Option<&[&str]>) -> Vec
     let requests = cluster.server.requests_by(OPERATOR_USER);
     assert!(!requests.is_empty(), "the operator made no request as {OPERATOR_USER}");
     for r in &requests {
+        let lease = permits(&[Scope::Operator], &r.verb, &r.group, &r.resource) && r.namespace.as_deref() == Some(OPERATOR_NAMESPACE);
         assert!(
-            permits(&[Scope::Policies, Scope::InUse], &r.verb, &r.group, &r.resource),
+            lease || permits(&[Scope::Policies, Scope::InUse], &r.verb, &r.group, &r.resource),
             "the operator made a request its RBAC does not declare (src/operator/rbac.rs): {r:?}"
         );
-        if let Some(watched) = watched {
+        if let Some(watched) = watched.filter(|_| !lease) {
             assert!(
                 r.namespace.as_deref().is_some_and(|ns| watched.contains(&ns)),
                 "a request outside the watched namespaces {watched:?}: {r:?}"
@@ -550,14 +552,84 @@ async fn three_policies_on_one_registry_never_overlap() {
     assert_every_permission_used(&requests, &[("delete", "batch", "jobs"), ("patch", "events.k8s.io", "events")]);
 }
 
+/// Two `regsweep operator` processes, configured as the chart's two-replica install is: both
+/// ready, one acts; when it is killed the other takes over the Lease and the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_one_leader_and_a_takeover() {
+    let cluster = filled().await;
+    cluster.server.create_namespace(OPERATOR_NAMESPACE).unwrap();
+    let kubeconfig = cluster.dir.path().join("operator-kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"{}\"}}}}]\nusers: [{{name: t, user: {{token: \"{OPERATOR_USER}\"}}}}]\ncontexts: [{{name: t, context: {{cluster: t, user: t}}}}]\ncurrent-context: t\n",
+            cluster.server.url()
+        ),
+    )
+    .unwrap();
+    let replica = |name: &str| {
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+            .args(["operator", &format!("--listen={listen}"), &format!("--image={OPERATOR_IMAGE}"), "--poll-seconds=1"])
+            .args(["--leader-election", "--lease-name=sweeper-regsweep"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+            .env("POD_NAME", name)
+            .env("REGSWEEP_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        (name.to_string(), listen, child)
+    };
+    let mut replicas = vec![replica("replica-a"), replica("replica-b")];
+    for (name, listen, _) in &replicas {
+        wait_for(&format!("{name} to be ready"), Duration::from_secs(30), || async {
+            reqwest::get(format!("http://{listen}/readyz")).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+    let holder = || {
+        cluster
+            .server
+            .get("coordination.k8s.io/v1/leases", OPERATOR_NAMESPACE, "sweeper-regsweep")
+            .map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or_default().to_string())
+    };
+    wait_for("a leader", Duration::from_secs(30), || async { holder().is_some() }).await;
+    let leader = holder().unwrap();
+
+    cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
+    let first = wait_finished(&cluster, "demo").await;
+    assert_eq!(first.result, regsweep::operator::phase::RunResult::Succeeded, "{}", first.message);
+
+    // Kill the leader (SIGKILL: it cannot hand over); the standby takes the Lease once it
+    // expires, and runs the next change of the policy.
+    let at = replicas.iter().position(|(name, _, _)| *name == leader).expect("the leader is one of the replicas");
+    let (_, _, mut killed) = replicas.remove(at);
+    killed.start_kill().unwrap();
+    let _ = killed.wait().await;
+    let standby = replicas[0].0.clone();
+    wait_for("the standby to take the Lease", Duration::from_secs(45), || async { holder().as_deref() == Some(standby.as_str()) }).await;
+    cluster.kubectl_ok(&["-n", "registry", "patch", "rcp", "demo", "--type=merge", "-p", r#"{"spec":{"dryRun":true}}"#]);
+    wait_for("the second run", Duration::from_secs(60), || async {
+        last_run(&cluster).await.is_some_and(|r| r.id != first.id && r.result == regsweep::operator::phase::RunResult::Succeeded)
+    })
+    .await;
+    let verify = regsweep::verify::verify_registry(&cluster.registry()).await.unwrap();
+    assert!(verify.is_ok(), "{:?}", verify.problems);
+    let requests = assert_requests_permitted(&cluster, None);
+    assert!(requests.iter().any(|r| r.resource == "leases" && r.verb == "update"), "the Lease was renewed or taken over");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_at_a_time_on_a_lease() {
     use regsweep::operator::leader::Elector;
     let server = apiserver::ApiServer::start().await;
-    server.create_namespace("regsweep-system").unwrap();
+    server.create_namespace(OPERATOR_NAMESPACE).unwrap();
     let ttl = Duration::from_secs(2);
-    let a = Elector::new(server.client_as(OPERATOR_USER), "regsweep-system", "regsweep-operator", "a", ttl);
-    let b = Elector::new(server.client_as(OPERATOR_USER), "regsweep-system", "regsweep-operator", "b", ttl);
+    let a = Elector::new(server.client_as(OPERATOR_USER), OPERATOR_NAMESPACE, "regsweep-operator", "a", ttl);
+    let b = Elector::new(server.client_as(OPERATOR_USER), OPERATOR_NAMESPACE, "regsweep-operator", "b", ttl);
     assert!(a.try_acquire_or_renew().await.unwrap(), "the first candidate leads");
     assert!(!b.try_acquire_or_renew().await.unwrap(), "the second waits");
     assert!(a.try_acquire_or_renew().await.unwrap(), "the leader renews");
@@ -570,7 +642,7 @@ async fn one_leader_at_a_time_on_a_lease() {
     let requests = server.requests_by(OPERATOR_USER);
     for r in &requests {
         assert!(permits(&[Scope::Operator], &r.verb, &r.group, &r.resource), "undeclared: {r:?}");
-        assert_eq!(r.namespace.as_deref(), Some("regsweep-system"), "{r:?}");
+        assert_eq!(r.namespace.as_deref(), Some(OPERATOR_NAMESPACE), "{r:?}");
     }
     let lease = PERMISSIONS.iter().find(|p| p.scope == Scope::Operator).unwrap();
     for verb in lease.verbs {
