@@ -155,6 +155,9 @@ def test_the_arguments_are_ones_the_operator_accepts(chart, name):
     assert [a.split("=", 1)[1] for a in args if a.startswith("--in-use-namespace=")] == values.get("inUseNamespaces", [])
     elected = leader_election(values)
     assert ("--leader-election" in args) == elected
+    # Without a Lease, an upgrade must not run two operators at once.
+    strategy = only(objects, "Deployment")["spec"]["strategy"]["type"]
+    assert strategy == ("RollingUpdate" if elected else "Recreate")
     if elected:
         assert f"--lease-name={fullname(values)}" in args
     env = {e["name"]: e for e in container["env"]}
