@@ -269,3 +269,4 @@ def test_notes_say_what_to_do_next(chart):
     assert "kubectl get rcp -A -w" in notes
     assert "dryRun: true" in notes
     assert "in: registry" in notes
+    assert "DELETE_ENABLED" not in notes, "the public registry needs no delete API"
