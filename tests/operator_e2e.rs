@@ -259,6 +259,13 @@ async fn wait_finished(cluster: &Cluster, name: &str) -> regsweep::policy::RunSu
 }
 
 /// Waits until the policy's run has frozen the registry.
+/// `kubectl delete` without waiting, then waits until the finalizer has let the policy go.
+async fn delete_policy(cluster: &Cluster, name: &str) {
+    cluster.kubectl_ok(&["delete", "rcp", name, "-n", "registry", "--wait=false"]);
+    let api: Api<RegistryCleanupPolicy> = Api::namespaced(cluster.server.client(), "registry");
+    wait_for("the policy to be gone", Duration::from_secs(60), || async { api.get_opt(name).await.ok().flatten().is_none() }).await;
+}
+
 async fn wait_frozen(cluster: &Cluster, name: &str) {
     wait_for("the registry to be frozen", Duration::from_secs(60), || async {
         status_of(cluster, name).await.and_then(|s| s.run).is_some_and(|r| r.frozen_at.is_some())
@@ -422,9 +429,7 @@ async fn a_policy_deleted_while_frozen_thaws_first_then_goes() {
     let _operator = start_operator(&cluster);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
     wait_frozen(&cluster, "demo").await;
-    cluster.kubectl_ok(&["delete", "rcp", "demo", "-n", "registry", "--wait=false"]);
-    let api: Api<RegistryCleanupPolicy> = Api::namespaced(cluster.server.client(), "registry");
-    wait_for("the policy to be gone", Duration::from_secs(60), || async { api.get_opt("demo").await.ok().flatten().is_none() }).await;
+    delete_policy(&cluster, "demo").await;
     assert_thawed(&cluster, &before).await;
     assert_requests_permitted(&cluster, None);
 }
@@ -449,9 +454,7 @@ async fn a_stopped_sweep_thaws_only_after_its_process_has_exited() {
         cluster.server.list_selected("v1/pods", "registry", "regsweep.dev/run").unwrap().iter().any(|p| p["status"]["phase"] == "Running")
     })
     .await;
-    cluster.kubectl_ok(&["delete", "rcp", "demo", "-n", "registry", "--wait=false"]);
-    let api: Api<RegistryCleanupPolicy> = Api::namespaced(cluster.server.client(), "registry");
-    wait_for("the policy to be gone", Duration::from_secs(60), || async { api.get_opt("demo").await.ok().flatten().is_none() }).await;
+    delete_policy(&cluster, "demo").await;
     assert_thawed(&cluster, &before).await;
 
     wait_for("the sweep's pod to go", Duration::from_secs(30), || async {
@@ -559,14 +562,7 @@ async fn two_replicas_one_leader_and_a_takeover() {
     let cluster = filled().await;
     cluster.server.create_namespace(OPERATOR_NAMESPACE).unwrap();
     let kubeconfig = cluster.dir.path().join("operator-kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"{}\"}}}}]\nusers: [{{name: t, user: {{token: \"{OPERATOR_USER}\"}}}}]\ncontexts: [{{name: t, context: {{cluster: t, user: t}}}}]\ncurrent-context: t\n",
-            cluster.server.url()
-        ),
-    )
-    .unwrap();
+    cluster.server.write_kubeconfig(&kubeconfig, Some(OPERATOR_USER));
     let replica = |name: &str| {
         let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))

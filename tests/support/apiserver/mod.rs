@@ -142,12 +142,20 @@ impl ApiServer {
             })
             .expect("apiserver thread");
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("http://{addr}");
+        let server = ApiServer { shared, addr, dir, stop: Some(stop), thread: Some(thread) };
+        server.write_kubeconfig(&server.kubeconfig_path(), None);
+        server
+    }
+
+    /// Writes a kubeconfig for this server (namespace `default`), sending `token` as the
+    /// bearer token when given (see [`client_as`](Self::client_as)).
+    pub fn write_kubeconfig(&self, path: &Path, token: Option<&str>) {
+        let user = token.map(|t| format!("{{token: \"{t}\"}}")).unwrap_or_else(|| "{}".into());
         let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\nusers:\n- name: test\n  user: {user}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\n",
+            self.url()
         );
-        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
-        ApiServer { shared, addr, dir, stop: Some(stop), thread: Some(thread) }
+        std::fs::write(path, kubeconfig).expect("write kubeconfig");
     }
 
     pub fn url(&self) -> String {
