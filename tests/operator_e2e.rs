@@ -447,6 +447,7 @@ async fn a_stopped_sweep_thaws_only_after_its_process_has_exited() {
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let cluster = start_with(script.to_str().unwrap()).await;
+    regsweep::demo::fill(&cluster.registry(), &regsweep::storage::Layout::new(cluster.dir.path().join("storage"))).await.unwrap();
     let before = template(&cluster).await;
     let _operator = start_operator(&cluster);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
