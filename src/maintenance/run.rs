@@ -147,7 +147,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         report.timings.gc_ms = ms(t);
         let t = Instant::now();
         let upload_max_age = opts.upload_max_age.to_std().unwrap_or_default();
-        report.prune = Some(prune(&layout, &PruneOptions { upload_max_age, dry_run: false }));
+        report.prune = Some(prune(&layout, &PruneOptions { upload_max_age, dry_run: false, stop: None }));
         report.timings.prune_ms = ms(t);
         report.usage_after = measure(&layout).map_err(|e| MaintenanceError::Storage(e.to_string()))?;
         report.bytes_reclaimed = report.usage_before.total_bytes.saturating_sub(report.usage_after.total_bytes);

@@ -100,6 +100,13 @@ pub(super) fn decide_repository(
     let Some(rule) = rule else {
         return keep_everything(repo, "no rule matches this repository");
     };
+    if let Some(path) = repo.unreadable.first() {
+        // What the tags point at cannot be proven: a manifest that looks untagged may not be.
+        let more = if repo.unreadable.len() > 1 { format!(" (and {} more)", repo.unreadable.len() - 1) } else { String::new() };
+        let mut plan = keep_everything(repo, &format!("repository has unreadable entries: {path}{more}"));
+        plan.rule = Some(rule.index);
+        return plan;
+    }
     let (signature_tags, ordinary): (Vec<&str>, Vec<&str>) =
         repo.tags.keys().map(String::as_str).partition(|t| signature_subject(t).is_some());
     let intents = intent_of_ordinary_tags(rule, repo, &ordinary, protections, now);
@@ -133,7 +140,12 @@ pub(super) fn decide_repository(
     for m in repo.manifests.values() {
         let d = &m.digest;
         let tags = tags_on.get(d).map(Vec::as_slice).unwrap_or(&[]);
-        if let Some(p) = protections.iter().find(|p| p.reference.matches(&repo.name, None, d)) {
+        // A protected reference wins over every rule, by digest or by any tag on the manifest
+        // (a signature tag included: it must not follow its subject out).
+        let protected = protections
+            .iter()
+            .find(|p| p.reference.matches(&repo.name, None, d) || tags.iter().any(|t| p.reference.matches(&repo.name, Some(t), d)));
+        if let Some(p) = protected {
             kept.insert(d, format!("{}: {}", p.label, p.reference.source));
         } else if let Some(t) = tags.iter().find(|t| intents.get(**t).is_some_and(|i| i.0 == Action::Keep)) {
             kept.insert(d, format!("tag {t} is kept ({})", intents[*t].1));

@@ -427,3 +427,51 @@ fn deletion_order_is_signatures_indexes_images_children() {
     let order: Vec<Digest> = p.deletions().into_iter().map(|d| d.digest).collect();
     assert_eq!(order, vec![sig, index, image, child]);
 }
+
+#[test]
+fn a_protected_signature_tag_survives_its_deleted_subject() {
+    // Protected by exact tag, by tag glob, and by a tagless repository reference: the
+    // signature tag stays although "signature of deleted image" would remove it.
+    for protect in ["SIG", "app:sha256-*", "registry.example.com/app"] {
+        let mut reg = Reg::new();
+        reg.tagged("app", "new", 1);
+        let gone = reg.tagged("app", "old", 9);
+        let sig_tag = format!("sha256-{}.sig", gone.hex());
+        let sig = reg.image("app", "sig-of-old", 9);
+        reg.tag("app", &sig_tag, &sig, 9);
+        let reference = if protect == "SIG" { format!("app:{sig_tag}") } else { protect.to_string() };
+        let p = run(&reg, vec![rule(|r| r.keep_latest = Some(1))], &[reference.as_str()]);
+        if protect != "registry.example.com/app" {
+            assert_eq!(tag_action(&p, "app", "old").0, Action::Delete, "{protect}: the subject itself is not protected");
+        }
+        let (action, reason) = tag_action(&p, "app", &sig_tag);
+        assert_eq!(action, Action::Keep, "{protect}: {reason}");
+        assert_eq!(reason, format!("in use: {reference}"), "{protect}");
+        assert_eq!(manifest_action(&p, "app", &sig).0, Action::Keep, "{protect}");
+    }
+}
+
+#[test]
+fn a_repository_with_unreadable_entries_deletes_nothing() {
+    let mut reg = Reg::new();
+    reg.tagged("app", "new", 1);
+    reg.tagged("app", "old", 9);
+    let untagged = reg.image("app", "untagged", 30);
+    reg.tagged("other", "new", 1);
+    reg.tagged("other", "old", 9);
+    reg.repo("app").unreadable = vec!["/s/app/_manifests/tags/x/current/link".into(), "/s/app/y".into()];
+    let p = run(
+        &reg,
+        vec![rule(|r| {
+            r.keep_latest = Some(1);
+            r.untagged = UntaggedAction::Delete;
+            r.untagged_grace_period = Some("1h".into());
+        })],
+        &[],
+    );
+    let want = "repository has unreadable entries: /s/app/_manifests/tags/x/current/link (and 1 more)";
+    assert_eq!(tag_action(&p, "app", "old"), (Action::Keep, want.to_string()));
+    assert_eq!(manifest_action(&p, "app", &untagged), (Action::Keep, want.to_string()));
+    assert_eq!(p.repository("app").unwrap().rule, Some(0));
+    assert_eq!(tag_action(&p, "other", "old").0, Action::Delete, "the rest of the registry is swept");
+}

@@ -2,6 +2,7 @@
 //! GC's litter, and measuring its size.
 
 pub mod api;
+pub mod entry;
 pub mod layout;
 pub mod prune;
 pub mod read;

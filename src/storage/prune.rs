@@ -3,27 +3,34 @@
 //! - a manifest DELETE leaves `_manifests/revisions/sha256/<hex>/` empty (its `link` gone);
 //! - a tag re-pushed over and then deleted by its old digest keeps
 //!   `_manifests/tags/<t>/index/sha256/<old hex>/link`, whose revision no longer exists;
+//! - a registry stopped between unlinking a manifest and untagging it leaves tags whose
+//!   `current/link` names a revision that is gone: listed by `tags/list`, answering 404;
 //! - GC deletes `blobs/sha256/xx/<hex>/` but not the `_layers/sha256/<hex>/link` files of the
 //!   repositories that uploaded the blob, nor the emptied prefix directory `blobs/sha256/xx/`;
 //! - an abandoned upload stays in `_uploads/<uuid>/{data,startedat,hashstates/}`;
 //! - a repository whose manifests are all deleted keeps its directory (`_layers`, empty
 //!   `_manifests/{revisions,tags}`, `_uploads`), so it stays in `_catalog` forever.
 //!
-//! Pruning never removes a file something still references (a revision `link`, a tag's
+//! Pruning removes only the exact entries listed above, file by file, and a directory only
+//! once it is empty: a stray file (`notes.txt` in a revision directory) is reported in place
+//! and keeps what holds it. It never follows a symlink (a symlinked `_uploads` is reported, not
+//! entered), never removes a file something still references (a revision `link`, a live tag's
 //! `current/link`, a blob's `data`) and never touches `repositories/` or `blobs/sha256/`
-//! themselves: the collector fails with "Path not found" when either is missing. Anything it
-//! cannot read or does not understand is left in place and reported. A second run removes
-//! nothing. A dry run reports exactly what a real run would remove.
+//! themselves: the collector fails with "Path not found" when either is missing. A second run
+//! removes nothing. A dry run reports exactly what a real run would remove.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::layout::{Layout, RESERVED_DIRS, read_link};
+use super::entry::{self, Entry, Kind, Listing};
+use super::layout::{Layout, RESERVED_DIRS};
 use crate::digest::Digest;
 
 /// How many removed paths the report lists (the counts are always complete): a big cleanup
@@ -36,11 +43,13 @@ pub struct PruneOptions {
     /// while the sweep runs, so no session can still be in progress).
     pub upload_max_age: Duration,
     pub dry_run: bool,
+    /// Set when the sweep is interrupted: pruning stops between repositories.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { upload_max_age: Duration::from_secs(24 * 3600), dry_run: false }
+        PruneOptions { upload_max_age: Duration::from_secs(24 * 3600), dry_run: false, stop: None }
     }
 }
 
@@ -52,6 +61,8 @@ pub struct PruneReport {
     pub empty_revisions: usize,
     pub stale_tag_history: usize,
     pub empty_tags: usize,
+    /// Tags whose manifest revision is gone (they answered 404).
+    pub dead_tags: usize,
     pub dangling_layer_links: usize,
     pub abandoned_uploads: usize,
     /// Repositories removed because nothing was left in them (they leave `_catalog`).
@@ -63,6 +74,9 @@ pub struct PruneReport {
     pub removed_not_listed: usize,
     /// Entries left in place because they could not be read or were not understood.
     pub problems: Vec<String>,
+    /// True when an interruption stopped pruning before the end.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 impl PruneReport {
@@ -72,22 +86,19 @@ impl PruneReport {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+enum Removal {
     EmptyRevision,
     StaleTagHistory,
     EmptyTag,
+    DeadTag,
     DanglingLayer,
     AbandonedUpload,
     /// A repository's own directories, or a parent directory it leaves empty.
     Repository,
     EmptyBlobDir,
     EmptyBlobPrefix,
-}
-
-struct Entry {
-    name: String,
-    path: PathBuf,
-    is_dir: bool,
+    /// A file or directory inside one of the above, counted with it.
+    Part,
 }
 
 struct Pruner<'a> {
@@ -110,54 +121,55 @@ impl Pruner<'_> {
         self.report.problems.push(format!("{}: {what}", path.display()));
     }
 
-    /// The entries of `dir`; empty when it does not exist, `None` (reported) when unreadable.
+    /// The entries of `dir` not yet removed; empty when it does not exist, `None` (reported)
+    /// when it cannot be entered (unreadable, a symlink, a file).
     fn list(&mut self, dir: &Path) -> Option<Vec<Entry>> {
-        let read = match fs::read_dir(dir) {
-            Ok(read) => read,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Some(Vec::new()),
-            Err(e) => {
-                self.problem(dir, format!("cannot list: {e}"));
-                return None;
-            }
-        };
-        let mut out = Vec::new();
-        for entry in read {
-            match entry.and_then(|e| Ok((e.file_type()?, e))) {
-                Ok((kind, e)) => {
-                    out.push(Entry { name: e.file_name().to_string_lossy().into_owned(), path: e.path(), is_dir: kind.is_dir() })
-                }
-                Err(e) => {
-                    self.problem(dir, format!("cannot list: {e}"));
-                    return None;
-                }
+        match entry::list(dir) {
+            Listing::Missing => Some(Vec::new()),
+            Listing::Entries(e) => Some(e.into_iter().filter(|e| !self.gone.contains(&e.path)).collect()),
+            Listing::Unusable(why) => {
+                self.problem(dir, format!("{why}; not entered"));
+                None
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Some(out)
     }
 
-    /// Whether `path` exists; an unanswerable question counts as yes, so nothing is removed
-    /// on the strength of an error.
-    fn present(&mut self, path: &Path) -> bool {
-        match fs::symlink_metadata(path) {
-            Ok(_) => !self.gone.contains(path),
-            Err(e) if e.kind() == ErrorKind::NotFound => false,
+    /// The kind of `path` unless this run removed it; an unanswerable question counts as
+    /// "there", so nothing is removed on the strength of an error.
+    fn kind(&mut self, path: &Path) -> Option<Kind> {
+        if self.gone.contains(path) {
+            return None;
+        }
+        match entry::kind_of(path) {
+            Ok(k) => k,
             Err(e) => {
                 self.problem(path, format!("cannot stat: {e}"));
-                true
+                Some(Kind::Special)
             }
         }
     }
 
-    /// Whether `dir` has nothing left in it but what this run removed.
-    fn empty_now(&mut self, dir: &Path) -> bool {
-        self.list(dir).is_some_and(|entries| entries.iter().all(|e| self.gone.contains(&e.path)))
+    fn present(&mut self, path: &Path) -> bool {
+        self.kind(path).is_some()
     }
 
-    /// Removes `path` (a whole tree, or an empty directory when `tree` is false).
-    fn remove(&mut self, path: &Path, kind: Kind, tree: bool) -> bool {
+    /// Reports what is left in `dir` that prune does not remove; true when nothing is.
+    fn empty_or_report(&mut self, dir: &Path) -> bool {
+        match self.list(dir) {
+            Some(left) if left.is_empty() => true,
+            Some(left) => {
+                let names: Vec<&str> = left.iter().map(|e| e.name.as_str()).collect();
+                self.problem(dir, format!("holds entries prune does not recognise ({}); left in place", names.join(", ")));
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Removes one file or one empty directory; never a tree.
+    fn remove(&mut self, path: &Path, kind: Removal, dir: bool) -> bool {
         if !self.opts.dry_run {
-            let result = if tree { fs::remove_dir_all(path) } else { fs::remove_dir(path) };
+            let result = if dir { fs::remove_dir(path) } else { fs::remove_file(path) };
             match result {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -171,21 +183,55 @@ impl Pruner<'_> {
         self.gone.insert(path.to_path_buf());
         let r = &mut self.report;
         match kind {
-            Kind::EmptyRevision => r.empty_revisions += 1,
-            Kind::StaleTagHistory => r.stale_tag_history += 1,
-            Kind::EmptyTag => r.empty_tags += 1,
-            Kind::DanglingLayer => r.dangling_layer_links += 1,
-            Kind::AbandonedUpload => r.abandoned_uploads += 1,
-            Kind::Repository => {}
-            Kind::EmptyBlobDir => r.empty_blob_dirs += 1,
-            Kind::EmptyBlobPrefix => r.empty_blob_prefixes += 1,
+            Removal::EmptyRevision => r.empty_revisions += 1,
+            Removal::StaleTagHistory => r.stale_tag_history += 1,
+            Removal::EmptyTag => r.empty_tags += 1,
+            Removal::DeadTag => r.dead_tags += 1,
+            Removal::DanglingLayer => r.dangling_layer_links += 1,
+            Removal::AbandonedUpload => r.abandoned_uploads += 1,
+            Removal::Repository | Removal::Part => {}
+            Removal::EmptyBlobDir => r.empty_blob_dirs += 1,
+            Removal::EmptyBlobPrefix => r.empty_blob_prefixes += 1,
         }
-        if r.removed.len() < MAX_LISTED {
-            r.removed.push(path.strip_prefix(self.layout.root()).unwrap_or(path).display().to_string());
-        } else {
-            r.removed_not_listed += 1;
+        if !matches!(kind, Removal::Part) {
+            if r.removed.len() < MAX_LISTED {
+                r.removed.push(path.strip_prefix(self.layout.root()).unwrap_or(path).display().to_string());
+            } else {
+                r.removed_not_listed += 1;
+            }
         }
         true
+    }
+
+    /// Removes `dir` when it is a directory and (now) empty; reports what keeps it otherwise.
+    fn remove_dir_if_empty(&mut self, dir: &Path, kind: Removal) -> bool {
+        match self.kind(dir) {
+            None => true,
+            Some(Kind::Dir) => self.empty_or_report(dir) && self.remove(dir, kind, true),
+            Some(k) => {
+                self.problem(dir, format!("is {}, not a directory; left in place", k.describe()));
+                false
+            }
+        }
+    }
+
+    /// Removes a regular file `<dir>/<file>` and then `dir` itself, when `dir` holds nothing
+    /// else: a link directory (`<hex>/link`).
+    fn remove_link_dir(&mut self, dir: &Path, file: &str, kind: Removal) -> bool {
+        let path = dir.join(file);
+        match self.kind(&path) {
+            None => {}
+            Some(Kind::File) => {
+                if !self.remove(&path, Removal::Part, false) {
+                    return false;
+                }
+            }
+            Some(k) => {
+                self.problem(&path, format!("is {}, not a link file; left in place", k.describe()));
+                return false;
+            }
+        }
+        self.empty_or_report(dir) && self.remove(dir, kind, true)
     }
 
     /// Revision directories without a `link`. Returns whether a revision (or something not
@@ -194,37 +240,81 @@ impl Pruner<'_> {
         let Some(entries) = self.list(&self.layout.revisions(repo)) else { return true };
         let mut remains = false;
         for e in entries {
-            if !e.is_dir || !is_hex_name(&e.name) {
-                self.problem(&e.path, "not a revision directory");
+            if e.kind != Kind::Dir || !is_hex_name(&e.name) {
+                self.problem(&e.path, "not a revision directory; left in place");
                 remains = true;
-            } else if self.present(&e.path.join("link")) || !self.remove(&e.path, Kind::EmptyRevision, true) {
+            } else if self.present(&e.path.join("link")) || !self.remove_dir_if_empty(&e.path, Removal::EmptyRevision) {
                 remains = true;
             }
         }
         remains
     }
 
-    /// Tag history entries whose revision is gone, then tags with neither a `current/link`
-    /// nor history left. Returns whether a tag remains.
+    /// Whether the revision a tag link names is still there.
+    fn revision_present(&mut self, repo: &str, digest: &Digest) -> bool {
+        let link = self.layout.revision_link(repo, digest);
+        self.present(&link)
+    }
+
+    /// A tag's history entries whose revision is gone; the tag itself when its `current/link`
+    /// is gone or names a revision that is gone (the registry answers 404 for it). Returns
+    /// whether the tag remains.
+    fn tag(&mut self, repo: &str, tag: &Entry) -> bool {
+        let mut known = true;
+        for e in self.list(&tag.path).unwrap_or_default() {
+            if !(e.kind == Kind::Dir && (e.name == "current" || e.name == "index")) {
+                self.problem(&e.path, "not part of a tag; left in place");
+                known = false;
+            }
+        }
+        let current = tag.path.join("current");
+        let current_link = current.join("link");
+        let live = match entry::read_link(&current_link) {
+            Ok(None) => false,
+            Ok(Some(d)) => self.revision_present(repo, &d),
+            Err(bad) => {
+                self.problem(&current_link, format!("{bad}; left in place"));
+                return true;
+            }
+        };
+        let index = tag.path.join("index/sha256");
+        let Some(history) = (if self.present(&index) { self.list(&index) } else { Some(Vec::new()) }) else { return true };
+        for e in history {
+            let Some(d) = Digest::from_hex(&e.name).ok().filter(|_| e.kind == Kind::Dir) else {
+                self.problem(&e.path, "not a tag history entry; left in place");
+                known = false;
+                continue;
+            };
+            // A dead tag takes its whole history with it, as the registry's own tag delete does.
+            if !live || !self.revision_present(repo, &d) {
+                self.remove_link_dir(&e.path, "link", Removal::StaleTagHistory);
+            }
+        }
+        if live || !known {
+            return true;
+        }
+        if self.present(&current_link) {
+            if !self.remove(&current_link, Removal::DeadTag, false) {
+                return true;
+            }
+            tracing::info!(repository = repo, tag = %tag.name, "removed a tag whose manifest is gone");
+        }
+        let parts = [current, index.clone(), tag.path.join("index")];
+        if !parts.iter().all(|p| self.remove_dir_if_empty(p, Removal::Part)) {
+            return true;
+        }
+        !self.remove_dir_if_empty(&tag.path, Removal::EmptyTag)
+    }
+
     fn tags(&mut self, repo: &str) -> bool {
         let Some(tags) = self.list(&self.layout.tags(repo)) else { return true };
         let mut remains = false;
         for tag in tags {
-            if !tag.is_dir {
-                self.problem(&tag.path, "not a tag directory");
+            if tag.kind != Kind::Dir {
+                self.problem(&tag.path, "not a tag directory; left in place");
                 remains = true;
-                continue;
-            }
-            let index = self.layout.tag_index(repo, &tag.name);
-            for e in self.list(&index).unwrap_or_default() {
-                let stale = e.is_dir && Digest::from_hex(&e.name).is_ok_and(|d| !self.present(&self.layout.revision_link(repo, &d)));
-                if stale {
-                    self.remove(&e.path, Kind::StaleTagHistory, true);
-                }
-            }
-            let current = self.present(&self.layout.tag_current_link(repo, &tag.name));
-            if current || !self.empty_now(&index) || !self.remove(&tag.path, Kind::EmptyTag, true) {
-                remains = true;
+            } else {
+                remains |= self.tag(repo, &tag);
             }
         }
         remains
@@ -232,25 +322,23 @@ impl Pruner<'_> {
 
     /// `_layers` links whose blob `data` no longer exists (and link directories without a link).
     fn layers(&mut self, repo: &str) {
-        for e in self.list(&self.layout.layers(repo)).unwrap_or_default() {
-            if !e.is_dir || !is_hex_name(&e.name) {
+        let Some(entries) = self.list(&self.layout.layers(repo)) else { return };
+        for e in entries {
+            if e.kind != Kind::Dir || !is_hex_name(&e.name) {
+                self.problem(&e.path, "not a layer link; left in place");
                 continue;
             }
             let link = e.path.join("link");
-            let dangling = match read_link(&link) {
-                Ok(Ok(d)) => !self.present(&self.layout.blob_data(&d)),
-                Ok(Err(why)) => {
-                    self.problem(&link, why);
-                    false
-                }
-                Err(err) if err.kind() == ErrorKind::NotFound => self.empty_now(&e.path),
-                Err(err) => {
-                    self.problem(&link, format!("cannot read: {err}"));
+            let dangling = match entry::read_link(&link) {
+                Ok(Some(d)) => !self.present(&self.layout.blob_data(&d)),
+                Ok(None) => true,
+                Err(bad) => {
+                    self.problem(&link, format!("{bad}; left in place"));
                     false
                 }
             };
             if dangling {
-                self.remove(&e.path, Kind::DanglingLayer, true);
+                self.remove_link_dir(&e.path, "link", Removal::DanglingLayer);
             }
         }
     }
@@ -258,24 +346,69 @@ impl Pruner<'_> {
     /// When an upload session started: its `startedat` (RFC 3339, written by the registry),
     /// else the newest modification time of its directory and its `data`.
     fn upload_started(path: &Path) -> Option<SystemTime> {
-        let started = fs::read_to_string(path.join("startedat")).ok().and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok());
+        let started = match entry::kind_of(&path.join("startedat")) {
+            Ok(Some(Kind::File)) => fs::read_to_string(path.join("startedat")).ok(),
+            _ => None,
+        };
+        let started = started.and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok());
         started.map(SystemTime::from).or_else(|| {
-            [path.to_path_buf(), path.join("data")].iter().filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok()).max()
+            [path.to_path_buf(), path.join("data")].iter().filter_map(|p| fs::symlink_metadata(p).and_then(|m| m.modified()).ok()).max()
         })
     }
 
-    /// Upload sessions older than the threshold. Returns whether a recent one remains.
+    /// Removes an upload session's known parts (`data`, `startedat`, `hashstates/<alg>/<n>`)
+    /// and then its directory; anything else keeps it.
+    fn remove_upload(&mut self, dir: &Path) -> bool {
+        let Some(entries) = self.list(dir) else { return false };
+        let mut ok = true;
+        for e in entries {
+            ok &= match (e.name.as_str(), e.kind) {
+                ("data" | "startedat", Kind::File) => self.remove(&e.path, Removal::Part, false),
+                ("hashstates", Kind::Dir) => self.remove_hashstates(&e.path),
+                _ => {
+                    self.problem(&e.path, "not part of an upload session; left in place");
+                    false
+                }
+            };
+        }
+        ok && self.remove(dir, Removal::AbandonedUpload, true)
+    }
+
+    fn remove_hashstates(&mut self, dir: &Path) -> bool {
+        let Some(algorithms) = self.list(dir) else { return false };
+        let mut ok = true;
+        for alg in algorithms {
+            if alg.kind != Kind::Dir {
+                self.problem(&alg.path, "not a hash state directory; left in place");
+                ok = false;
+                continue;
+            }
+            for state in self.list(&alg.path).unwrap_or_default() {
+                if state.kind == Kind::File && state.name.bytes().all(|b| b.is_ascii_digit()) {
+                    ok &= self.remove(&state.path, Removal::Part, false);
+                } else {
+                    self.problem(&state.path, "not a hash state; left in place");
+                    ok = false;
+                }
+            }
+            ok &= self.remove_dir_if_empty(&alg.path, Removal::Part);
+        }
+        ok && self.remove_dir_if_empty(dir, Removal::Part)
+    }
+
+    /// Upload sessions older than the threshold. Returns whether anything remains.
     fn uploads(&mut self, repo: &str) -> bool {
         let Some(entries) = self.list(&self.layout.uploads(repo)) else { return true };
         let mut remains = false;
-        for e in entries.into_iter().filter(|e| e.is_dir) {
+        for e in entries {
+            if e.kind != Kind::Dir {
+                self.problem(&e.path, "not an upload session; left in place");
+                remains = true;
+                continue;
+            }
             let age = Self::upload_started(&e.path).map(|t| self.now.duration_since(t).unwrap_or_default());
             match age {
-                Some(age) if age > self.opts.upload_max_age => {
-                    if !self.remove(&e.path, Kind::AbandonedUpload, true) {
-                        remains = true;
-                    }
-                }
+                Some(age) if age > self.opts.upload_max_age => remains |= !self.remove_upload(&e.path),
                 Some(_) => remains = true,
                 None => {
                     self.problem(&e.path, "cannot tell when this upload started");
@@ -295,19 +428,23 @@ impl Pruner<'_> {
         if revisions || tags || uploads {
             return;
         }
+        // What an emptied repository is made of, deepest first; anything else keeps it.
         let dir = self.layout.repository(name);
-        let mut removed_all = true;
-        for reserved in RESERVED_DIRS {
-            let path = dir.join(reserved);
-            if self.present(&path) {
-                removed_all &= self.remove(&path, Kind::Repository, true);
-            }
+        let parts = [
+            "_manifests/revisions/sha256",
+            "_manifests/revisions",
+            "_manifests/tags",
+            "_manifests",
+            "_layers/sha256",
+            "_layers",
+            "_uploads",
+        ];
+        if !parts.iter().all(|p| self.remove_dir_if_empty(&dir.join(p), Removal::Repository)) {
+            return;
         }
-        if removed_all {
-            tracing::info!(repository = name, dry_run = self.opts.dry_run, "removing an emptied repository");
-            self.report.repositories_removed.push(name.to_string());
-            self.remove_empty_parents(dir);
-        }
+        tracing::info!(repository = name, dry_run = self.opts.dry_run, "removing an emptied repository");
+        self.report.repositories_removed.push(name.to_string());
+        self.remove_empty_parents(dir);
     }
 
     /// The repository directory and its parents up to (not including) `repositories/`, as
@@ -315,8 +452,8 @@ impl Pruner<'_> {
     /// parents.
     fn remove_empty_parents(&mut self, mut dir: PathBuf) {
         let top = self.layout.repositories();
-        while dir.starts_with(&top) && dir != top && self.present(&dir) && self.empty_now(&dir) {
-            if !self.remove(&dir, Kind::Repository, false) {
+        while dir.starts_with(&top) && dir != top && self.kind(&dir) == Some(Kind::Dir) {
+            if !matches!(self.list(&dir), Some(left) if left.is_empty()) || !self.remove(&dir, Removal::Repository, true) {
                 break;
             }
             let Some(parent) = dir.parent() else { break };
@@ -327,17 +464,19 @@ impl Pruner<'_> {
     /// `blobs/sha256/xx/<hex>/` without `data` and empty, then empty `blobs/sha256/xx/`.
     fn blobs(&mut self) {
         for prefix in self.list(&self.layout.blobs()).unwrap_or_default() {
-            if !prefix.is_dir || prefix.name.len() != 2 || !prefix.name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            let hex2 = prefix.name.len() == 2 && prefix.name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            if prefix.kind != Kind::Dir || !hex2 {
                 continue;
             }
-            for blob in self.list(&prefix.path).unwrap_or_default() {
-                let ours = blob.is_dir && is_hex_name(&blob.name) && blob.name.starts_with(&prefix.name);
-                if ours && !self.present(&blob.path.join("data")) && self.empty_now(&blob.path) {
-                    self.remove(&blob.path, Kind::EmptyBlobDir, false);
+            let Some(blobs) = self.list(&prefix.path) else { continue };
+            for blob in blobs {
+                let ours = blob.kind == Kind::Dir && is_hex_name(&blob.name) && blob.name.starts_with(&prefix.name);
+                if ours && !self.present(&blob.path.join("data")) && matches!(self.list(&blob.path), Some(e) if e.is_empty()) {
+                    self.remove(&blob.path, Removal::EmptyBlobDir, true);
                 }
             }
-            if self.empty_now(&prefix.path) {
-                self.remove(&prefix.path, Kind::EmptyBlobPrefix, false);
+            if matches!(self.list(&prefix.path), Some(e) if e.is_empty()) {
+                self.remove(&prefix.path, Removal::EmptyBlobPrefix, true);
             }
         }
     }
@@ -346,14 +485,24 @@ impl Pruner<'_> {
     /// registry's own directories; it can also be the parent of nested repositories.
     fn find_repositories(&mut self, dir: &Path, prefix: &str, out: &mut Vec<String>) {
         let Some(children) = self.list(dir) else { return };
-        if !prefix.is_empty() && children.iter().any(|c| c.is_dir && RESERVED_DIRS.contains(&c.name.as_str())) {
+        if !prefix.is_empty() && children.iter().any(|c| RESERVED_DIRS.contains(&c.name.as_str())) {
             out.push(prefix.to_string());
         }
         // Repository path components never start with `_`.
-        for child in children.iter().filter(|c| c.is_dir && !c.name.starts_with('_')) {
-            let name = if prefix.is_empty() { child.name.clone() } else { format!("{prefix}/{}", child.name) };
-            self.find_repositories(&child.path, &name, out);
+        for child in children.iter().filter(|c| !c.name.starts_with('_')) {
+            match child.kind {
+                Kind::Dir => {
+                    let name = if prefix.is_empty() { child.name.clone() } else { format!("{prefix}/{}", child.name) };
+                    self.find_repositories(&child.path, &name, out);
+                }
+                Kind::Symlink => self.problem(&child.path, "is a symlink; not followed"),
+                Kind::File | Kind::Special => {}
+            }
         }
+    }
+
+    fn stopped(&self) -> bool {
+        self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
 }
 
@@ -371,6 +520,10 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
     // Deepest first, so a parent repository's directory is judged after its children's.
     repos.sort_by_key(|r| std::cmp::Reverse(r.matches('/').count()));
     for repo in &repos {
+        if pruner.stopped() {
+            pruner.report.interrupted = true;
+            return pruner.report;
+        }
         pruner.repository(repo);
     }
     pruner.blobs();
@@ -381,6 +534,7 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
         empty_revisions = r.empty_revisions,
         stale_tag_history = r.stale_tag_history,
         empty_tags = r.empty_tags,
+        dead_tags = r.dead_tags,
         dangling_layer_links = r.dangling_layer_links,
         abandoned_uploads = r.abandoned_uploads,
         repositories_removed = r.repositories_removed.len(),
@@ -527,7 +681,7 @@ mod tests {
         filetime::set_file_mtime(&old, long_ago).unwrap();
         let recent = layout.uploads("r").join("recent");
         touch(&recent.join("startedat"), "garbage");
-        let report = prune(&layout, &PruneOptions { upload_max_age: Duration::from_secs(3600), dry_run: false });
+        let report = prune(&layout, &PruneOptions { upload_max_age: Duration::from_secs(3600), ..Default::default() });
         assert_eq!(report.abandoned_uploads, 1);
         assert!(!old.exists() && recent.exists());
         assert!(report.repositories_removed.is_empty(), "a recent upload keeps its repository");
@@ -538,5 +692,90 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let report = prune(&Layout::new(dir.path().join("nothing")), &PruneOptions::default());
         assert!(!report.removed_anything() && report.problems.is_empty());
+    }
+
+    #[test]
+    fn symlinks_are_never_followed_out_of_the_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("storage"));
+        let outside = dir.path().join("outside");
+        // Looks exactly like an abandoned upload session, but lives outside the storage.
+        touch(&outside.join("old-upload").join("startedat"), "2020-01-01T00:00:00Z");
+        touch(&outside.join("old-upload").join("data"), "precious");
+        fs::create_dir_all(outside.join(Digest::of(b"r").hex())).unwrap();
+        fs::create_dir_all(layout.repository("app").join("_manifests")).unwrap();
+        std::os::unix::fs::symlink(&outside, layout.uploads("app")).unwrap();
+        fs::create_dir_all(layout.revisions("app").parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&outside, layout.revisions("app")).unwrap();
+        std::os::unix::fs::symlink(&outside, layout.repositories().join("linked-repo")).unwrap();
+        fs::create_dir_all(layout.blobs()).unwrap();
+        let before = tree(&outside);
+        let report = prune(&layout, &PruneOptions::default());
+        assert_eq!(tree(&outside), before, "nothing outside the storage root is touched");
+        assert!(outside.join("old-upload/data").exists());
+        for what in ["_uploads", "revisions/sha256", "linked-repo"] {
+            assert!(report.problems.iter().any(|p| p.contains(what) && p.contains("symlink")), "{what} reported: {:?}", report.problems);
+        }
+        assert!(report.repositories_removed.is_empty(), "{report:?}");
+        assert!(layout.uploads("app").is_symlink() && layout.revisions("app").is_symlink());
+    }
+
+    #[test]
+    fn stray_files_are_reported_in_place_and_keep_what_holds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let gone = Digest::of(b"gone");
+        let rev = layout.revisions("app").join(gone.hex());
+        touch(&rev.join("notes.txt"), "why this revision matters");
+        let tag = layout.tags("app").join("old");
+        touch(&tag.join("index/sha256").join(gone.hex()).join("link"), gone.as_str());
+        touch(&tag.join("README"), "hand-written");
+        let layer = layout.layers("app").join(gone.hex());
+        touch(&layer.join("link"), gone.as_str());
+        touch(&layout.layers("app").join("notes.txt"), "beside a layer link");
+        touch(&layout.uploads("app").join("old").join("startedat"), "2020-01-01T00:00:00Z");
+        touch(&layout.uploads("app").join("old").join("keep-me"), "x");
+        fs::create_dir_all(layout.blobs()).unwrap();
+        let report = prune(&layout, &PruneOptions::default());
+        for (path, what) in [
+            (rev.join("notes.txt"), "notes.txt"),
+            (tag.join("README"), "README"),
+            (layout.layers("app").join("notes.txt"), "notes.txt"),
+            (layout.uploads("app").join("old").join("keep-me"), "keep-me"),
+        ] {
+            assert!(path.exists(), "{} must stay", path.display());
+            assert!(report.problems.iter().any(|p| p.contains(what)), "{what} is reported: {:?}", report.problems);
+        }
+        assert!(!layer.exists(), "the dangling layer link itself is litter and goes");
+        assert!(layout.repository("app").exists(), "a repository holding stray files stays");
+        assert!(report.repositories_removed.is_empty());
+    }
+
+    #[test]
+    fn a_tag_whose_manifest_revision_is_gone_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let (live, gone) = (Digest::of(b"live"), Digest::of(b"gone"));
+        touch(&layout.blob_data(&live), "live");
+        touch(&layout.revision_link("app", &live), live.as_str());
+        touch(&layout.tag_current_link("app", "v1"), live.as_str());
+        touch(&layout.tag_index("app", "v1").join(live.hex()).join("link"), live.as_str());
+        // The registry unlinked `gone` and was stopped before it removed the tags naming it.
+        for t in ["dead", "dead-too"] {
+            touch(&layout.tag_current_link("app", t), gone.as_str());
+            touch(&layout.tag_index("app", t).join(gone.hex()).join("link"), gone.as_str());
+        }
+        // A dead tag whose history still names a live revision: the tag goes, the revision stays.
+        touch(&layout.tag_current_link("app", "moved"), gone.as_str());
+        touch(&layout.tag_index("app", "moved").join(live.hex()).join("link"), live.as_str());
+        fs::create_dir_all(layout.revisions("app").join(gone.hex())).unwrap();
+        let report = prune(&layout, &PruneOptions::default());
+        for t in ["dead", "dead-too", "moved"] {
+            assert!(!layout.tags("app").join(t).exists(), "{t} is gone: {report:?}");
+        }
+        assert!(layout.tag_current_link("app", "v1").exists() && layout.revision_link("app", &live).exists());
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let again = prune(&layout, &PruneOptions::default());
+        assert!(!again.removed_anything(), "{again:?}");
     }
 }

@@ -1,5 +1,12 @@
 //! Reading a [`Snapshot`] from the filesystem storage layout: a directory walk, which sees what
 //! the API cannot (untagged manifests, push times) and beats thousands of HTTP requests.
+//!
+//! Damaged storage is read cautiously (see README "Damaged storage"):
+//! - nothing is followed: a symlinked repository, blob prefix or link is reported, not entered;
+//! - an entry under a repository's `_manifests` that cannot be read makes that repository
+//!   *unreadable*: what its tags point at cannot be proven, so the planner keeps all of it;
+//! - entries `registry garbage-collect` fails or hangs on are marked `blocks_gc`, so a sweep
+//!   refuses to start deleting before they are repaired.
 
 use std::collections::HashMap;
 use std::fs;
@@ -7,20 +14,18 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::layout::{Layout, RESERVED_DIRS, read_link};
+use super::entry::{self, BadLink, Kind, Listing};
+use super::layout::{Layout, RESERVED_DIRS};
 use super::snapshot::{Content, Manifest, Repository, Snapshot, SnapshotProblem, Tag, parse_manifest};
 use crate::digest::Digest;
+
+/// How to repair an entry garbage-collect cannot get past.
+const REPAIR: &str = "move it out of the storage (or restore it from a backup), then rerun";
 
 /// Reads the whole storage. Unreadable or malformed entries become [`SnapshotProblem`]s; only
 /// a storage root that does not look like a registry at all is an error.
 pub fn read_storage(layout: &Layout) -> Result<Snapshot, String> {
-    let v2 = layout.v2();
-    if !v2.is_dir() {
-        return Err(format!(
-            "{} is not a registry storage directory (no docker/registry/v2 inside); pass the directory named by storage.filesystem.rootdirectory",
-            layout.root().display()
-        ));
-    }
+    check_root(layout)?;
     let mut snap = Snapshot { source: layout.root().display().to_string(), sees_untagged: true, ..Default::default() };
     read_blob_sizes(layout, &mut snap);
     let mut names = Vec::new();
@@ -33,61 +38,147 @@ pub fn read_storage(layout: &Layout) -> Result<Snapshot, String> {
     Ok(snap)
 }
 
-fn problem(problems: &mut Vec<SnapshotProblem>, path: &Path, what: impl Into<String>) {
-    problems.push(SnapshotProblem { path: path.display().to_string(), problem: what.into() });
+/// The storage root must be an absolute path to a directory holding `docker/registry/v2`.
+pub fn check_root(layout: &Layout) -> Result<(), String> {
+    let root = layout.root();
+    let hint = "pass the directory named by storage.filesystem.rootdirectory";
+    if !root.is_absolute() {
+        return Err(format!("the storage root {} is a relative path; {hint} as an absolute path", root.display()));
+    }
+    match fs::metadata(root) {
+        Err(e) => return Err(format!("the storage root {} cannot be used: {e}; {hint}", root.display())),
+        Ok(m) if !m.is_dir() => return Err(format!("the storage root {} is not a directory; {hint}", root.display())),
+        Ok(_) => {}
+    }
+    match entry::kind_of(&layout.v2()) {
+        Ok(Some(Kind::Dir)) => Ok(()),
+        Ok(Some(k)) => Err(format!("{} is {}; the registry's storage must be a plain directory", layout.v2().display(), k.describe())),
+        Ok(None) => Err(format!("{} is not a registry storage directory (no docker/registry/v2 inside); {hint}", root.display())),
+        Err(e) => Err(format!("{} cannot be read: {e}", layout.v2().display())),
+    }
+}
+
+fn problem(problems: &mut Vec<SnapshotProblem>, path: &Path, what: impl Into<String>, blocks_gc: bool) {
+    problems.push(SnapshotProblem { path: path.display().to_string(), problem: what.into(), blocks_gc });
 }
 
 fn mtime(path: &Path) -> Option<DateTime<Utc>> {
-    fs::metadata(path).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from)
-}
-
-/// Subdirectories, sorted, as names; a missing directory is empty.
-fn subdirs(dir: &Path, problems: &mut Vec<SnapshotProblem>) -> Vec<String> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
-            problem(problems, dir, format!("cannot list: {e}"));
-            return Vec::new();
-        }
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names
+    fs::symlink_metadata(path).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from)
 }
 
 /// A directory is a repository when it holds any of the registry's `_` directories; it may
 /// also be the parent of nested repositories (`team-a` and `team-a/app`).
 fn find_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>, problems: &mut Vec<SnapshotProblem>) {
-    let children = subdirs(dir, problems);
-    if !prefix.is_empty() && children.iter().any(|c| RESERVED_DIRS.contains(&c.as_str())) {
+    let children = match entry::list(dir) {
+        Listing::Missing => return,
+        Listing::Entries(e) => e,
+        Listing::Unusable(why) => {
+            problem(problems, dir, format!("{why}; the repositories in it are not swept"), false);
+            return;
+        }
+    };
+    if !prefix.is_empty() && children.iter().any(|c| RESERVED_DIRS.contains(&c.name.as_str())) {
         out.push(prefix.to_string());
     }
-    for child in children.iter().filter(|c| !c.starts_with('_')) {
-        let name = if prefix.is_empty() { child.clone() } else { format!("{prefix}/{child}") };
-        find_repositories(&dir.join(child), &name, out, problems);
+    for child in children.iter().filter(|c| !c.name.starts_with('_')) {
+        match child.kind {
+            Kind::Dir => {
+                let name = if prefix.is_empty() { child.name.clone() } else { format!("{prefix}/{}", child.name) };
+                find_repositories(&child.path, &name, out, problems);
+            }
+            Kind::Symlink => {
+                // garbage-collect follows symlinks: one pointing back up the tree loops it forever.
+                let loops = symlink_loops(&child.path);
+                let what = if loops {
+                    format!("is a symlink to a directory above it; garbage-collect loops on it; {REPAIR}")
+                } else {
+                    "is a symlink; regsweep does not follow it, so nothing behind it is swept".to_string()
+                };
+                problem(problems, &child.path, what, loops);
+            }
+            Kind::File | Kind::Special => {}
+        }
     }
 }
 
+/// Whether a symlink resolves to a directory that contains it.
+fn symlink_loops(link: &Path) -> bool {
+    let (Ok(target), Some(parent)) = (fs::canonicalize(link), link.parent()) else { return false };
+    fs::canonicalize(parent).is_ok_and(|parent| parent.starts_with(&target))
+}
+
+/// `blobs/sha256/<xx>/<hex>/data` sizes. A blob directory garbage-collect would choke on
+/// (not 64 hex, or under the wrong prefix, with content) blocks the sweep.
 fn read_blob_sizes(layout: &Layout, snap: &mut Snapshot) {
     let blobs = layout.blobs();
-    for prefix in subdirs(&blobs, &mut snap.problems) {
-        for hex in subdirs(&blobs.join(&prefix), &mut snap.problems) {
-            let data = blobs.join(&prefix).join(&hex).join("data");
-            match (Digest::from_hex(&hex), fs::metadata(&data)) {
-                (Ok(d), Ok(meta)) => {
-                    snap.blobs.insert(d, meta.len());
-                }
-                (Err(e), _) => problem(&mut snap.problems, &data, format!("not a sha256 blob directory: {e}")),
-                // A blob directory without data is GC litter, not a blob.
-                (Ok(_), Err(_)) => {}
+    let prefixes = match entry::list(&blobs) {
+        Listing::Missing => return,
+        Listing::Entries(e) => e,
+        Listing::Unusable(why) => {
+            problem(&mut snap.problems, &blobs, why, true);
+            return;
+        }
+    };
+    for prefix in prefixes {
+        match prefix.kind {
+            Kind::Dir => {}
+            Kind::Symlink => {
+                problem(&mut snap.problems, &prefix.path, format!("is a symlink; garbage-collect fails on it; {REPAIR}"), true);
+                continue;
+            }
+            // A stray file here is ignored by garbage-collect, and so by regsweep.
+            Kind::File | Kind::Special => continue,
+        }
+        let entries = match entry::list(&prefix.path) {
+            Listing::Entries(e) => e,
+            Listing::Missing => continue,
+            Listing::Unusable(why) => {
+                problem(&mut snap.problems, &prefix.path, why, true);
+                continue;
+            }
+        };
+        for blob in entries.into_iter().filter(|e| e.kind != Kind::File) {
+            let data = blob.path.join("data");
+            let digest = Digest::from_hex(&blob.name).ok().filter(|_| blob.name.starts_with(&prefix.name));
+            match (digest, blob.kind) {
+                (Some(d), Kind::Dir) => match fs::symlink_metadata(&data) {
+                    Ok(m) if m.is_file() => {
+                        snap.blobs.insert(d, m.len());
+                    }
+                    Ok(m) => problem(&mut snap.problems, &data, format!("is {}, not a blob", Kind::describe(kind(&m))), false),
+                    // A blob directory without data is GC litter, not a blob.
+                    Err(_) => {}
+                },
+                (_, Kind::Dir) if matches!(entry::list(&blob.path), Listing::Entries(e) if e.is_empty()) => {}
+                (_, k) => problem(
+                    &mut snap.problems,
+                    &blob.path,
+                    format!("is {} that is not a blob of this prefix; garbage-collect fails on it; {REPAIR}", k.describe()),
+                    true,
+                ),
             }
         }
     }
+}
+
+fn kind(m: &fs::Metadata) -> Kind {
+    let t = m.file_type();
+    if t.is_dir() {
+        Kind::Dir
+    } else if t.is_symlink() {
+        Kind::Symlink
+    } else if t.is_file() {
+        Kind::File
+    } else {
+        Kind::Special
+    }
+}
+
+/// Records an entry that leaves the repository's tags unproven.
+fn taint(repo: &mut Repository, problems: &mut Vec<SnapshotProblem>, path: &Path, what: impl std::fmt::Display, blocks_gc: bool) {
+    let what = if blocks_gc { format!("{what}; garbage-collect fails on it; {REPAIR}") } else { what.to_string() };
+    problem(problems, path, what, blocks_gc);
+    repo.unreadable.push(path.display().to_string());
 }
 
 fn read_repository(
@@ -97,60 +188,133 @@ fn read_repository(
     problems: &mut Vec<SnapshotProblem>,
 ) -> Repository {
     let mut repo = Repository { name: name.to_string(), ..Default::default() };
-    let revisions = layout.revisions(name);
-    for hex in subdirs(&revisions, problems) {
-        let link = revisions.join(&hex).join("link");
-        let digest = match Digest::from_hex(&hex) {
-            Ok(d) => d,
-            Err(e) => {
-                problem(problems, &link, format!("not a sha256 revision: {e}"));
+    let manifests = layout.repository(name).join("_manifests");
+    if let Ok(Some(k)) = entry::kind_of(&manifests)
+        && k != Kind::Dir
+    {
+        taint(&mut repo, problems, &manifests, format!("is {}, not a directory", k.describe()), false);
+        return repo;
+    }
+    read_revisions(layout, &mut repo, parsed, problems);
+    read_tags(layout, &mut repo, problems);
+    repo
+}
+
+fn read_revisions(
+    layout: &Layout,
+    repo: &mut Repository,
+    parsed: &mut HashMap<Digest, (String, Content, Option<Digest>)>,
+    problems: &mut Vec<SnapshotProblem>,
+) {
+    let name = repo.name.clone();
+    let revisions = layout.revisions(&name);
+    let entries = match entry::list(&revisions) {
+        Listing::Missing => Vec::new(),
+        Listing::Entries(e) => e,
+        Listing::Unusable(why) => return taint(repo, problems, &revisions, why, false),
+    };
+    for e in entries {
+        let link = e.path.join("link");
+        let digest = match (e.kind, Digest::from_hex(&e.name)) {
+            (Kind::Dir, Ok(d)) => d,
+            // garbage-collect skips what is not a sha256 revision directory; so does regsweep.
+            (Kind::Dir | Kind::File, Err(_)) => {
+                problem(problems, &e.path, "is not a revision (its name is not 64 hex characters); left alone", false);
+                continue;
+            }
+            (k, _) => {
+                taint(repo, problems, &e.path, format!("is {}, where a revision directory belongs", k.describe()), false);
                 continue;
             }
         };
-        match read_link(&link) {
+        match entry::read_link(&link) {
             // An empty revision directory is what a manifest DELETE leaves: not a manifest.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                problem(problems, &link, format!("cannot read: {e}"));
+            Ok(None) => continue,
+            Ok(Some(target)) if target != digest => {
+                taint(repo, problems, &link, format!("links to {target}, not to its own digest"), false);
                 continue;
             }
-            Ok(Err(e)) => {
-                problem(problems, &link, e);
+            Ok(Some(_)) => {}
+            Err(bad) => {
+                let blocks_gc = matches!(bad, BadLink::Content(_) | BadLink::NotAFile(Kind::Special));
+                taint(repo, problems, &link, &bad, blocks_gc);
                 continue;
             }
-            Ok(Ok(target)) if target != digest => {
-                problem(problems, &link, format!("links to {target}, not to its own digest"));
-                continue;
-            }
-            Ok(Ok(_)) => {}
         }
         let (media_type, content, subject) = parsed
             .entry(digest.clone())
-            .or_insert_with(|| match fs::read(layout.blob_data(&digest)) {
+            .or_insert_with(|| match read_manifest_blob(&layout.blob_data(&digest)) {
                 Ok(body) => parse_manifest(&body),
                 Err(e) => (String::new(), Content::Unknown { why: format!("manifest blob unreadable: {e}") }, None),
             })
             .clone();
         if let Content::Unknown { why } = &content {
-            problem(problems, &link, format!("manifest {digest}: {why}"));
+            problem(problems, &link, format!("manifest {digest}: {why}"), false);
         }
         repo.manifests.insert(digest.clone(), Manifest { digest, media_type, pushed: mtime(&link), content, subject });
     }
-    let tags = layout.tags(name);
-    for tag in subdirs(&tags, problems) {
-        let link = layout.tag_current_link(name, &tag);
-        match read_link(&link) {
-            Ok(Ok(digest)) => {
-                if !repo.manifests.contains_key(&digest) {
-                    problem(problems, &link, format!("tag {name}:{tag} points at {digest}, which has no revision in the repository"));
-                }
-                repo.tags.insert(tag.clone(), Tag { name: tag, digest, pushed: mtime(&link) });
+}
+
+/// A manifest's blob: a regular file of at most 4 MiB (the registry's own manifest limit).
+fn read_manifest_blob(path: &Path) -> Result<Vec<u8>, String> {
+    const MAX: u64 = 4 << 20;
+    match fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() => Err(format!("{} is {}", path.display(), kind(&m).describe())),
+        Ok(m) if m.len() > MAX => Err(format!("{} is {} bytes, larger than a manifest can be", path.display(), m.len())),
+        Ok(_) => fs::read(path).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn read_tags(layout: &Layout, repo: &mut Repository, problems: &mut Vec<SnapshotProblem>) {
+    let name = repo.name.clone();
+    let tags = layout.tags(&name);
+    let entries = match entry::list(&tags) {
+        Listing::Missing => Vec::new(),
+        Listing::Entries(e) => e,
+        Listing::Unusable(why) => return taint(repo, problems, &tags, why, false),
+    };
+    for tag in entries {
+        match tag.kind {
+            Kind::Dir => {}
+            // Not a tag (the registry cannot resolve it either); nothing can hide behind it.
+            Kind::File => {
+                problem(problems, &tag.path, "is a file, not a tag directory; left alone", false);
+                continue;
             }
-            Ok(Err(e)) => problem(problems, &link, e),
+            k => {
+                taint(repo, problems, &tag.path, format!("is {}, where a tag directory belongs", k.describe()), false);
+                continue;
+            }
+        }
+        let current = tags.join(&tag.name).join("current");
+        match entry::kind_of(&current) {
+            Ok(None | Some(Kind::Dir)) => {}
+            Ok(Some(k)) => {
+                taint(repo, problems, &current, format!("is {}, not a directory", k.describe()), false);
+                continue;
+            }
+            Err(e) => {
+                taint(repo, problems, &current, format!("cannot stat: {e}"), false);
+                continue;
+            }
+        }
+        let link = layout.tag_current_link(&name, &tag.name);
+        match entry::read_link(&link) {
+            Ok(Some(digest)) => {
+                if !repo.manifests.contains_key(&digest) {
+                    problem(
+                        problems,
+                        &link,
+                        format!("tag {name}:{} points at {digest}, which has no revision in the repository", tag.name),
+                        false,
+                    );
+                }
+                repo.tags.insert(tag.name.clone(), Tag { name: tag.name, digest, pushed: mtime(&link) });
+            }
             // A tag directory without a current link is litter from an interrupted delete.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => problem(problems, &link, format!("cannot read: {e}")),
+            Ok(None) => {}
+            Err(bad) => taint(repo, problems, &link, &bad, false),
         }
     }
-    repo
 }

@@ -27,6 +27,10 @@ pub struct Repository {
     pub tags: BTreeMap<String, Tag>,
     /// Every manifest revision linked in this repository, tagged or not.
     pub manifests: BTreeMap<Digest, Manifest>,
+    /// Entries under `_manifests` that could not be read: what the tags point at cannot be
+    /// proven, so the planner deletes nothing here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -87,6 +91,10 @@ impl Manifest {
 pub struct SnapshotProblem {
     pub path: String,
     pub problem: String,
+    /// `registry garbage-collect` fails (or hangs) on this entry: a sweep must not start
+    /// deleting until it is repaired.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocks_gc: bool,
 }
 
 impl Snapshot {
@@ -100,6 +108,11 @@ impl Snapshot {
 
     pub fn blob_bytes(&self) -> u64 {
         self.blobs.values().sum()
+    }
+
+    /// The entries garbage-collect cannot get past.
+    pub fn gc_blockers(&self) -> impl Iterator<Item = &SnapshotProblem> {
+        self.problems.iter().filter(|p| p.blocks_gc)
     }
 }
 
