@@ -3,6 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use regsweep::maintenance::error::MaintenanceError;
+use regsweep::maintenance::interrupt::Interrupt;
+use regsweep::maintenance::lock::LockError;
 use regsweep::maintenance::run::{MaintenanceOptions, run_maintenance};
 use regsweep::plan::{self, Protection};
 use regsweep::policy::reference::ProtectedRef;
@@ -76,11 +79,21 @@ pub async fn run(command: Command) -> CliResult {
             run_id,
             output,
         } => {
+            // First, so a SIGTERM at any later point (PID 1 in a container included) stops cleanly.
+            let interrupt = Interrupt::install().map_err(|e| Failure::other(format!("cannot handle signals: {e}")))?;
             let policy = load::from_file(&policy).map_err(Failure::invalid)?;
             let compiled = compile(&policy.spec).map_err(Failure::invalid)?;
             let protections = protections(&protect, &compiled.hosts)?;
             let upload_max_age = regsweep::policy::compiled::parse_duration(&upload_max_age)
                 .map_err(|e| Failure::invalid(format!("--upload-max-age: {e}")))?;
+            if let Some(url) = &url {
+                client(url, &access)?;
+            }
+            for (flag, path) in [("--report", &report), ("--summary-file", &summary_file)] {
+                if let Some(path) = path {
+                    check_writable(flag, path)?;
+                }
+            }
             let opts = MaintenanceOptions {
                 policy,
                 config,
@@ -93,9 +106,15 @@ pub async fn run(command: Command) -> CliResult {
                 upload_max_age,
                 concurrency,
                 run_id: run_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string()),
+                interrupt: interrupt.clone(),
             };
             let outcome = run_maintenance(opts).await.map_err(|e| Failure {
-                exit_code: if e.is_invalid_input() { exit::INVALID_INPUT } else { exit::REGISTRY_FAILURE },
+                exit_code: match &e {
+                    _ if e.is_invalid_input() => exit::INVALID_INPUT,
+                    MaintenanceError::Locked(LockError::Held { .. }) => exit::LOCKED,
+                    MaintenanceError::Interrupted { .. } => interrupt.signal().map_or(exit::OTHER, |s| 128 + s as u8),
+                    _ => exit::REGISTRY_FAILURE,
+                },
                 message: e.to_string(),
             })?;
             let json = serde_json::to_string_pretty(&outcome.report).expect("report serializes");
@@ -171,6 +190,27 @@ pub async fn run(command: Command) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// An output file must be writable before the sweep starts, not found unwritable after it.
+/// Checked without creating anything.
+fn check_writable(flag: &str, path: &Path) -> Result<(), Failure> {
+    let bad = |why: String| Failure::invalid(format!("{flag} {}: {why}; nothing was changed", path.display()));
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => return Err(bad("is a directory".into())),
+        Ok(_) => return std::fs::OpenOptions::new().append(true).open(path).map(drop).map_err(|e| bad(format!("cannot be written: {e}"))),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(bad(e.to_string())),
+        Err(_) => {}
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(bad(format!("its directory {} does not exist", parent.display())));
+    }
+    nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
+        .map_err(|e| bad(format!("its directory {} is not writable: {e}", parent.display())))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {

@@ -9,12 +9,22 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
 
-/// Exit codes: scripts tell bad input from a failing registry.
+/// Exit codes: scripts tell bad input from a failing registry. An interrupted sweep exits
+/// 128 + the signal (130 for SIGINT, 143 for SIGTERM).
 pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     pub const REGISTRY_FAILURE: u8 = 3;
     pub const VERIFY_FAILED: u8 = 4;
+    pub const LOCKED: u8 = 6;
     pub const OTHER: u8 = 1;
+}
+
+/// `--concurrency`: a whole number of requests in flight.
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n as usize),
+        _ => Err(format!("{text:?} is not a number of requests in flight; give a whole number from 1 to 256 (default 16)")),
+    }
 }
 
 pub struct Failure {
@@ -173,8 +183,8 @@ pub enum Command {
         /// Remove upload sessions older than this.
         #[arg(long, default_value = "24h")]
         upload_max_age: String,
-        /// Concurrent DELETE requests.
-        #[arg(long, default_value_t = 16)]
+        /// Concurrent DELETE requests (1 to 256).
+        #[arg(long, default_value_t = 16, value_parser = concurrency, allow_hyphen_values = true)]
         concurrency: usize,
         /// An identifier for this run in logs and the report (default: generated).
         #[arg(long)]

@@ -63,15 +63,26 @@ pub struct RegistryConfig {
 #[derive(Clone, Debug)]
 pub struct PrivateConfig {
     pub yaml: String,
+    /// The same for `garbage-collect`, at log level info: its per-blob "Deleting blob" lines
+    /// are how the report counts what it deleted.
+    pub gc_yaml: String,
     pub env: Vec<(String, String)>,
 }
 
 impl PrivateConfig {
     /// Writes `private-registry.yml` into `dir` and returns its path.
     pub fn write_to(&self, dir: &Path) -> Result<PathBuf, ConfigError> {
-        let path = dir.join("private-registry.yml");
-        std::fs::write(&path, &self.yaml).map_err(|e| ConfigError::Write { path: path.clone(), cause: e.to_string() })?;
-        Ok(path)
+        Self::write(&dir.join("private-registry.yml"), &self.yaml)
+    }
+
+    /// Writes `garbage-collect.yml` into `dir` and returns its path.
+    pub fn write_gc_to(&self, dir: &Path) -> Result<PathBuf, ConfigError> {
+        Self::write(&dir.join("garbage-collect.yml"), &self.gc_yaml)
+    }
+
+    fn write(path: &Path, yaml: &str) -> Result<PathBuf, ConfigError> {
+        std::fs::write(path, yaml).map_err(|e| ConfigError::Write { path: path.to_path_buf(), cause: e.to_string() })?;
+        Ok(path.to_path_buf())
     }
 }
 
@@ -195,12 +206,15 @@ impl RegistryConfig {
             ("log", mapping(&[("level", key("warn")), ("accesslog", mapping(&[("disabled", Value::Bool(true))]))])),
             ("storage", Value::Mapping(storage)),
             // On SIGTERM (also what a dying sweep sends) finish in-flight DELETEs first.
-            ("http", mapping(&[("addr", key(&addr.to_string())), ("draintimeout", key("10s"))])),
+            ("http", mapping(&[("addr", key(&addr.to_string())), ("draintimeout", key("5s"))])),
         ]);
         let env: Vec<(String, String)> = self.env.iter().filter(|(k, _)| passes_to_private(k)).cloned().collect();
         let dropped: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).filter(|k| !passes_to_private(k)).collect();
         tracing::debug!(%addr, passed = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), ?dropped, "private instance configuration derived");
-        PrivateConfig { yaml: serde_yaml::to_string(&yaml).expect("a YAML value serializes"), env }
+        let mut gc = yaml.clone();
+        gc["log"]["level"] = key("info");
+        let text = |v: &Value| serde_yaml::to_string(v).expect("a YAML value serializes");
+        PrivateConfig { yaml: text(&yaml), gc_yaml: text(&gc), env }
     }
 }
 
@@ -352,7 +366,7 @@ health:
         );
         assert_eq!(c.storage_root().unwrap(), PathBuf::from("/var/lib/docker-registry"));
         let (v, env) = private(&c);
-        assert_eq!(v["http"], mapping(&[("addr", key("127.0.0.1:5999")), ("draintimeout", key("10s"))]));
+        assert_eq!(v["http"], mapping(&[("addr", key("127.0.0.1:5999")), ("draintimeout", key("5s"))]));
         for section in ["auth", "notifications", "health", "redis", "proxy"] {
             assert!(v.get(section).is_none(), "{section} must be stripped");
         }

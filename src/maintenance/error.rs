@@ -1,6 +1,7 @@
 //! Why a maintenance run stopped. `category()` is short and stable: metric labels, Event
 //! reasons and the CLI's exit code are derived from it.
 
+use super::lock::LockError;
 use crate::policy::InvalidPolicy;
 use crate::registry::RegistryError;
 
@@ -10,18 +11,30 @@ pub enum MaintenanceError {
     InvalidPolicy(#[from] InvalidPolicy),
     #[error("registry configuration: {0}")]
     Config(String),
+    /// The storage root is missing, relative, a file, or not a registry's.
+    #[error("storage: {0}")]
+    StorageRoot(String),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("{0}")]
+    Locked(#[from] LockError),
     #[error(
         "the registry at {0} still accepts writes, so deleting or collecting garbage now could lose images pushed meanwhile; nothing was changed. Freeze it first: restart it with REGISTRY_STORAGE_MAINTENANCE_READONLY='{{\"enabled\":true}}' (the JSON form; REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED is ignored), or stop it and omit --url"
     )]
     NotFrozen(String),
+    /// Entries `registry garbage-collect` fails or hangs on: found before anything changed.
+    #[error(
+        "registry garbage-collect cannot run on this storage, so the sweep did not start; nothing was changed. Repair these entries first:\n{0}"
+    )]
+    GcBlocked(String),
     #[error("{0}")]
     Registry(#[from] RegistryError),
     #[error("private registry instance: {0}")]
     Instance(String),
     #[error("garbage-collect: {0}")]
     Gc(String),
+    #[error("interrupted by {signal} {phase}; {detail}")]
+    Interrupted { signal: String, phase: String, detail: String },
 }
 
 impl MaintenanceError {
@@ -29,16 +42,29 @@ impl MaintenanceError {
         match self {
             MaintenanceError::InvalidPolicy(_) => "invalid-policy",
             MaintenanceError::Config(_) => "config",
+            MaintenanceError::StorageRoot(_) => "storage-root",
             MaintenanceError::Storage(_) => "storage",
+            MaintenanceError::Locked(LockError::Held { .. }) => "locked",
+            MaintenanceError::Locked(_) => "storage",
             MaintenanceError::NotFrozen(_) => "not-frozen",
+            MaintenanceError::GcBlocked(_) => "gc-blocked",
             MaintenanceError::Registry(e) => e.category(),
             MaintenanceError::Instance(_) => "instance",
             MaintenanceError::Gc(_) => "gc",
+            MaintenanceError::Interrupted { .. } => "interrupted",
         }
     }
 
-    /// Bad input the user can fix (policy, configuration) as opposed to a failing registry.
+    /// Bad input the user can fix (policy, configuration, storage root, URL) as opposed to a
+    /// failing registry.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, MaintenanceError::InvalidPolicy(_) | MaintenanceError::Config(_))
+        matches!(
+            self,
+            MaintenanceError::InvalidPolicy(_)
+                | MaintenanceError::Config(_)
+                | MaintenanceError::StorageRoot(_)
+                | MaintenanceError::Locked(LockError::ReadOnly { .. })
+                | MaintenanceError::Registry(RegistryError::InvalidUrl { .. })
+        )
     }
 }

@@ -24,7 +24,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use nix::sys::signal::Signal;
+
 use super::instance::controlled_command;
+use super::interrupt::Interrupt;
 use crate::digest::Digest;
 
 /// How many lines of the collector's output an error carries.
@@ -57,6 +60,12 @@ pub enum GcError {
     Spawn { bin: String, cause: String },
     #[error("registry garbage-collect {status}; its output ends with:\n{tail}")]
     Failed { status: String, tail: String },
+    #[error("registry garbage-collect was stopped by the interruption")]
+    Interrupted,
+    #[error(
+        "registry garbage-collect did not finish within {secs}s (an entry it cannot read, such as a FIFO, makes it hang); it was stopped"
+    )]
+    TimedOut { secs: u64 },
 }
 
 /// Parses the collector's stdout. `None` when the summary line is missing.
@@ -103,15 +112,47 @@ fn tail(stdout: &str, stderr: &str) -> String {
 /// `env` only, e.g. the private instance's `REGISTRY_STORAGE_*` variables), so a stray
 /// variable of the Job cannot change what it collects.
 pub async fn run_gc(bin: &Path, config: &Path, env: &[(String, String)], dry_run: bool) -> Result<GcOutcome, GcError> {
+    run_gc_with(bin, config, env, dry_run, &Interrupt::none(), None).await
+}
+
+/// [`run_gc`], stopped (its whole process group) when `interrupt` fires or `timeout` passes.
+pub async fn run_gc_with(
+    bin: &Path,
+    config: &Path,
+    env: &[(String, String)],
+    dry_run: bool,
+    interrupt: &Interrupt,
+    timeout: Option<Duration>,
+) -> Result<GcOutcome, GcError> {
     let started = Instant::now();
     let mut cmd = controlled_command(bin, env);
     cmd.arg("garbage-collect");
     if dry_run {
         cmd.arg("--dry-run");
     }
-    cmd.arg(config).stdin(Stdio::null());
+    cmd.arg(config).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     tracing::info!(bin = %bin.display(), config = %config.display(), dry_run, "running registry garbage-collect");
-    let out = cmd.output().await.map_err(|e| GcError::Spawn { bin: bin.display().to_string(), cause: e.to_string() })?;
+    let child = cmd.spawn().map_err(|e| GcError::Spawn { bin: bin.display().to_string(), cause: e.to_string() })?;
+    let pid = child.id().unwrap_or(0);
+    super::interrupt::register_group(pid);
+    let stop_group = || {
+        super::interrupt::signal_group(pid, Signal::SIGKILL);
+        super::interrupt::unregister_group(pid);
+    };
+    let limit = timeout.unwrap_or(Duration::MAX);
+    let out = tokio::select! {
+        out = child.wait_with_output() => out,
+        _ = interrupt.wait() => {
+            stop_group();
+            return Err(GcError::Interrupted);
+        }
+        _ = tokio::time::sleep(limit) => {
+            stop_group();
+            return Err(GcError::TimedOut { secs: limit.as_secs() });
+        }
+    };
+    stop_group();
+    let out = out.map_err(|e| GcError::Spawn { bin: bin.display().to_string(), cause: e.to_string() })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let duration = started.elapsed();

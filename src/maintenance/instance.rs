@@ -15,8 +15,9 @@ use nix::unistd::Pid;
 
 /// How long `registry serve` may take to answer `GET /v2/`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long it may take to exit after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long it may take to exit after SIGTERM before it is killed: longer than the private
+/// instance's `http.draintimeout`, so a graceful drain is never cut short.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -69,6 +70,9 @@ pub fn controlled_command(bin: &Path, env: &[(String, String)]) -> tokio::proces
         cmd.env("PATH", path);
     }
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    // Its own process group, so stopping it stops what it started too (a wrapper script
+    // passed as --registry-bin), and a terminal's Ctrl-C reaches regsweep alone.
+    cmd.process_group(0);
     // SAFETY: the closure runs between fork and exec; prctl(PR_SET_PDEATHSIG) is a single
     // async-signal-safe syscall that allocates nothing.
     unsafe {
@@ -119,6 +123,7 @@ impl RegistryProcess {
             .spawn()
             .map_err(|e| spawn_error(e.to_string()))?;
         let mut process = RegistryProcess { child: Some(child), addr, scheme: "http" };
+        super::interrupt::register_group(process.pid());
         // Names only: values may hold secrets (REGISTRY_HTTP_SECRET, credentials).
         let env_names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
         tracing::debug!(bin = %bin.display(), config = %config.display(), %addr, pid = process.pid(), env = ?env_names, "registry starting");
@@ -186,25 +191,30 @@ impl RegistryProcess {
         self.child.as_ref().and_then(|c| c.id()).unwrap_or(0)
     }
 
-    /// SIGTERM, then SIGKILL after 5 s; returns once the process is gone.
+    /// SIGTERM to its process group, then SIGKILL after [`STOP_TIMEOUT`]; returns once the
+    /// process is gone. The group is killed in the end either way, so nothing it started
+    /// outlives it.
     pub async fn stop(mut self) {
         let Some(mut child) = self.child.take() else { return };
-        let pid = child.id();
-        if let Some(pid) = pid {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        }
+        let pid = child.id().unwrap_or(0);
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
             Ok(_) => tracing::debug!(pid, addr = %self.addr, "registry stopped"),
             Err(_) => {
-                tracing::warn!(pid, addr = %self.addr, "registry ignored SIGTERM for 5s; killing it");
+                tracing::warn!(pid, addr = %self.addr, secs = STOP_TIMEOUT.as_secs(), "registry ignored SIGTERM; killing it");
                 let _ = child.kill().await;
             }
         }
+        super::interrupt::signal_group(pid, Signal::SIGKILL);
+        super::interrupt::unregister_group(pid);
     }
 
-    /// SIGKILL without waiting; never panics.
+    /// SIGKILL to the whole group without waiting; never panics.
     fn kill_now(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let pid = child.id().unwrap_or(0);
+            super::interrupt::signal_group(pid, Signal::SIGKILL);
+            super::interrupt::unregister_group(pid);
             let _ = child.start_kill();
         }
     }

@@ -26,6 +26,9 @@ pub struct MaintenanceReport {
     pub plan: Summary,
     pub warnings: Vec<String>,
     pub snapshot_problems: usize,
+    /// Deletions approved by an interrupted run's journal that this run finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<Resumed>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete: Option<DeleteStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,6 +42,14 @@ pub struct MaintenanceReport {
     pub timings: Timings,
     /// This process's peak resident memory (VmHWM), for the memory goal.
     pub peak_rss_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resumed {
+    pub run_id: String,
+    /// In the journal, and still in the storage (the rest were done before the interruption).
+    pub approved: usize,
 }
 
 /// Peak resident set size of this process, from /proc (0 where unavailable).
@@ -57,6 +68,8 @@ pub fn peak_rss_bytes() -> u64 {
 pub struct Timings {
     pub snapshot_ms: u64,
     pub plan_ms: u64,
+    /// `garbage-collect --dry-run` before the first delete: proof it accepts the storage.
+    pub gc_check_ms: u64,
     pub delete_ms: u64,
     pub gc_ms: u64,
     pub prune_ms: u64,
@@ -107,7 +120,7 @@ impl MaintenanceReport {
             let _ = writeln!(
                 out,
                 "  deleted {} manifests ({} already gone) in {} ms, {:.0}/s",
-                d.deleted, d.already_gone, self.timings.delete_ms, d.per_second
+                d.deleted, d.already_gone, d.duration_ms, d.per_second
             );
         }
         if let Some(gc) = &self.gc {

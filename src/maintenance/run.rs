@@ -1,12 +1,21 @@
-//! The maintenance pipeline on a frozen storage: snapshot → plan → delete through a private
-//! registry instance → `registry garbage-collect` → prune its litter → report.
+//! The maintenance pipeline on a frozen storage. In this order, so that everything that can
+//! be known is checked before anything changes:
+//!
+//! 1. policy, registry configuration, storage root, registry binary (bad input: exit 2);
+//! 2. the storage lock (one sweep at a time);
+//! 3. proof that the public registry refuses writes, *then* the snapshot: the plan is made
+//!    from storage nobody can change;
+//! 4. the plan, including what an interrupted run's journal approved;
+//! 5. `garbage-collect --dry-run`: proof the collector accepts this storage;
+//! 6. the journal, then the deletes through a private instance, then the collector, then
+//!    the prune of its litter, then the report.
 //!
 //! Read-only mode refuses manifest DELETE too, so deletions go through a private instance on
 //! 127.0.0.1 with delete enabled and auth, TLS, notifications and read-only stripped; clients
 //! keep pulling from the frozen public registry meanwhile.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
@@ -14,14 +23,26 @@ use chrono::{Duration, Utc};
 use super::config::RegistryConfig;
 use super::delete::delete_all;
 use super::error::MaintenanceError;
+use super::gc::{GcError, run_gc_with};
 use super::instance::{RegistryProcess, find_registry_bin, free_port};
-use super::report::{MaintenanceReport, Timings};
+use super::interrupt::Interrupt;
+use super::journal::Journal;
+use super::lock::StorageLock;
+use super::report::{MaintenanceReport, Resumed, Timings};
 use crate::plan::{self, Plan, Protection};
 use crate::policy::RegistryCleanupPolicy;
+use crate::registry::client::redact_url;
 use crate::registry::{ClientOptions, RegistryClient, WriteProbe};
+use crate::storage::entry::{self, Kind, Listing};
+use crate::storage::layout::RESERVED_DIRS;
 use crate::storage::prune::{PruneOptions, prune};
+use crate::storage::read::check_root;
 use crate::storage::usage::measure;
 use crate::storage::{Layout, read_storage};
+
+/// How long the collector's dry run before the first delete may take: minutes at most on
+/// the largest registries measured; a storage entry it cannot read makes it hang instead.
+const GC_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 pub struct MaintenanceOptions {
     pub policy: RegistryCleanupPolicy,
@@ -38,6 +59,8 @@ pub struct MaintenanceOptions {
     pub upload_max_age: Duration,
     pub concurrency: usize,
     pub run_id: String,
+    /// SIGTERM/SIGINT (see [`Interrupt`]); none by default.
+    pub interrupt: Interrupt,
 }
 
 impl MaintenanceOptions {
@@ -56,6 +79,7 @@ impl MaintenanceOptions {
             upload_max_age: Duration::hours(24),
             concurrency: 16,
             run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            interrupt: Interrupt::none(),
         }
     }
 }
@@ -69,32 +93,74 @@ fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
+fn interrupted(interrupt: &Interrupt, phase: &str, detail: impl Into<String>) -> MaintenanceError {
+    let signal = interrupt.signal().map_or("a stop request", |s| s.as_str()).to_string();
+    MaintenanceError::Interrupted { signal, phase: phase.into(), detail: detail.into() }
+}
+
+/// Stops between phases when an interruption came in.
+fn check(interrupt: &Interrupt, phase: &str) -> Result<(), MaintenanceError> {
+    if interrupt.is_set() { Err(interrupted(interrupt, phase, "nothing was deleted yet; rerun to sweep")) } else { Ok(()) }
+}
+
 pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutcome, MaintenanceError> {
     let started_at = Utc::now();
     let started = Instant::now();
     let policy_name = opts.policy.metadata.name.clone().unwrap_or_else(|| "unnamed".into());
     let span = tracing::info_span!("maintenance", policy = %policy_name, run = %opts.run_id);
     let _enter = span.enter();
+    let interrupt = &opts.interrupt;
+
+    // 1. Input.
     let compiled = crate::policy::compile(&opts.policy.spec)?;
     let dry_run = opts.dry_run || compiled.dry_run;
     let config = RegistryConfig::load(&opts.config, opts.env.clone()).map_err(|e| MaintenanceError::Config(e.to_string()))?;
     let layout = Layout::new(config.storage_root().map_err(|e| MaintenanceError::Config(e.to_string()))?);
+    check_root(&layout).map_err(MaintenanceError::StorageRoot)?;
+    let public = opts.public_url.as_deref().map(|url| RegistryClient::new(url, opts.public_client.clone())).transpose()?;
     let bin = if dry_run {
         None
     } else {
         Some(find_registry_bin(opts.registry_bin.as_deref()).map_err(|e| MaintenanceError::Config(e.to_string()))?)
     };
 
+    // 2. One sweep at a time; a dry run changes nothing and takes no lock.
+    let _lock = if dry_run { None } else { Some(StorageLock::acquire(&layout, &opts.run_id)?) };
+    let work = if dry_run {
+        None
+    } else {
+        let dir = tempfile::Builder::new()
+            .prefix("regsweep-")
+            .tempdir()
+            .map_err(|e| MaintenanceError::Config(format!("cannot create a temporary directory (set TMPDIR to a writable one): {e}")))?;
+        super::interrupt::register_temp_dir(dir.path().to_path_buf());
+        Some(dir)
+    };
+
+    // 3. Freeze proven, then the snapshot.
+    if !dry_run && let Some(client) = &public {
+        ensure_frozen(client, first_repository(&layout).as_deref(), Some(&layout)).await?;
+    }
+    check(interrupt, "before the snapshot")?;
     let t = Instant::now();
-    let snapshot = read_storage(&layout).map_err(MaintenanceError::Storage)?;
+    let mut snapshot = read_storage(&layout).map_err(MaintenanceError::StorageRoot)?;
     let snapshot_ms = ms(t);
     for p in &snapshot.problems {
-        tracing::warn!(path = %p.path, problem = %p.problem, "storage entry skipped");
+        tracing::warn!(path = %p.path, problem = %p.problem, blocks_gc = p.blocks_gc, "storage entry not understood");
     }
-    if !dry_run && let Some(url) = &opts.public_url {
-        ensure_frozen(url, &opts.public_client, snapshot.repositories.keys().next().map(String::as_str), Some(&layout)).await?;
+    let journal = Journal::load(&layout).map_err(MaintenanceError::Storage)?;
+    let resumed = journal.as_ref().map(|j| {
+        let approved = j.approve_in(&mut snapshot);
+        tracing::info!(interrupted_run = %j.run_id, approved, "finishing an interrupted run's approved deletions");
+        Resumed { run_id: j.run_id.clone(), approved }
+    });
+    let blockers: Vec<String> = snapshot.gc_blockers().map(|p| format!("  {}: {}", p.path, p.problem)).collect();
+    if !dry_run && !blockers.is_empty() {
+        return Err(MaintenanceError::GcBlocked(blockers.join("\n")));
     }
     let usage_before = measure(&layout).map_err(|e| MaintenanceError::Storage(e.to_string()))?;
+
+    // 4. The plan.
     let t = Instant::now();
     let plan = plan::plan(&compiled, &snapshot, &opts.protections, Utc::now());
     let plan_ms = ms(t);
@@ -114,6 +180,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         plan: plan.summary.clone(),
         warnings: plan.warnings.clone(),
         snapshot_problems: snapshot.problems.len(),
+        resumed,
         delete: None,
         gc: None,
         prune: None,
@@ -123,34 +190,8 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         timings: Timings { snapshot_ms, plan_ms, ..Default::default() },
         peak_rss_bytes: 0,
     };
-    if let Some(bin) = bin.filter(|_| !dry_run) {
-        let deletions = plan.deletions();
-        let work = tempfile::tempdir().map_err(|e| MaintenanceError::Storage(e.to_string()))?;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let private = config.private_instance(addr);
-        let private_config = private.write_to(work.path()).map_err(|e| MaintenanceError::Config(e.to_string()))?;
-        if !deletions.is_empty() {
-            let t = Instant::now();
-            let instance =
-                RegistryProcess::start(&bin, &private_config, private.env.clone(), addr, Some(work.path().join("private-registry.log")))
-                    .await
-                    .map_err(|e| MaintenanceError::Instance(e.to_string()))?;
-            let client = RegistryClient::new(&instance.url(), ClientOptions::default())?;
-            let deleted = delete_all(&client, &deletions, opts.concurrency).await;
-            instance.stop().await;
-            report.delete = Some(deleted?);
-            report.timings.delete_ms = ms(t);
-        }
-        let t = Instant::now();
-        report.gc =
-            Some(super::gc::run_gc(&bin, &private_config, &private.env, false).await.map_err(|e| MaintenanceError::Gc(e.to_string()))?);
-        report.timings.gc_ms = ms(t);
-        let t = Instant::now();
-        let upload_max_age = opts.upload_max_age.to_std().unwrap_or_default();
-        report.prune = Some(prune(&layout, &PruneOptions { upload_max_age, dry_run: false, stop: None }));
-        report.timings.prune_ms = ms(t);
-        report.usage_after = measure(&layout).map_err(|e| MaintenanceError::Storage(e.to_string()))?;
-        report.bytes_reclaimed = report.usage_before.total_bytes.saturating_sub(report.usage_after.total_bytes);
+    if let (Some(bin), Some(work)) = (bin, work) {
+        sweep(&opts, &config, &layout, &bin, work.path(), &plan, journal.is_some(), &mut report).await?;
     }
     report.finished = Utc::now();
     report.timings.total_ms = ms(started);
@@ -159,17 +200,123 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     Ok(MaintenanceOutcome { plan, report })
 }
 
+/// Steps 5 and 6: everything that changes the storage.
+#[allow(clippy::too_many_arguments)]
+async fn sweep(
+    opts: &MaintenanceOptions,
+    config: &RegistryConfig,
+    layout: &Layout,
+    bin: &Path,
+    work: &Path,
+    plan: &Plan,
+    had_journal: bool,
+    report: &mut MaintenanceReport,
+) -> Result<(), MaintenanceError> {
+    let interrupt = &opts.interrupt;
+    let deletions = plan.deletions();
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let private = config.private_instance(addr);
+    let write_error = |e: super::config::ConfigError| MaintenanceError::Config(e.to_string());
+    let private_config = private.write_to(work).map_err(write_error)?;
+    let gc_config = private.write_gc_to(work).map_err(write_error)?;
+    let gc_error = |e: GcError, phase: &str, done: &str| match e {
+        GcError::Interrupted => interrupted(interrupt, phase, format!("{done}; rerun to finish")),
+        other => MaintenanceError::Gc(other.to_string()),
+    };
+    if !deletions.is_empty() {
+        // 5. Would the collector accept this storage? Asked before the first delete, so a
+        // storage it fails on is refused with nothing changed.
+        let t = Instant::now();
+        run_gc_with(bin, &gc_config, &private.env, true, interrupt, Some(GC_CHECK_TIMEOUT)).await.map_err(|e| match e {
+            GcError::Interrupted => interrupted(interrupt, "during the garbage-collect check", "nothing was deleted; rerun to sweep"),
+            other => MaintenanceError::GcBlocked(format!("  {other}")),
+        })?;
+        report.timings.gc_check_ms = ms(t);
+
+        // 6. Durable intent, then the deletes.
+        Journal::new(&opts.run_id, &deletions)
+            .write(layout)
+            .map_err(|e| MaintenanceError::Storage(format!("cannot write the sweep journal under {}: {e}", layout.root().display())))?;
+        check(interrupt, "before the deletes")?;
+        let t = Instant::now();
+        let log = work.join("private-registry.log");
+        let instance = RegistryProcess::start(bin, &private_config, private.env.clone(), addr, Some(log))
+            .await
+            .map_err(|e| MaintenanceError::Instance(e.to_string()))?;
+        let client = RegistryClient::new(&instance.url(), ClientOptions::default())?;
+        let deleted = delete_all(&client, &deletions, opts.concurrency, &interrupt.flag()).await;
+        // No idle connection may hold up the instance's graceful drain.
+        drop(client);
+        instance.stop().await;
+        report.timings.delete_ms = ms(t);
+        let stats = deleted?;
+        if stats.not_started > 0 {
+            let detail = format!(
+                "{} of {} deletions done, none half-done; the private registry was stopped; rerun to finish them (the journal in the storage approves them)",
+                stats.done(),
+                deletions.len()
+            );
+            return Err(interrupted(interrupt, "while deleting", detail));
+        }
+        report.delete = Some(stats);
+    }
+    if had_journal || !deletions.is_empty() {
+        Journal::remove(layout).map_err(|e| MaintenanceError::Storage(format!("cannot remove the sweep journal: {e}")))?;
+    }
+    let done = format!("all {} deletions done", deletions.len());
+    if interrupt.is_set() {
+        return Err(interrupted(interrupt, "before garbage-collect", format!("{done}; rerun to collect")));
+    }
+    let t = Instant::now();
+    let gc = run_gc_with(bin, &gc_config, &private.env, false, interrupt, None).await;
+    report.gc = Some(gc.map_err(|e| gc_error(e, "during garbage-collect", &done))?);
+    report.timings.gc_ms = ms(t);
+    let t = Instant::now();
+    let upload_max_age = opts.upload_max_age.to_std().unwrap_or_default();
+    let pruned = prune(layout, &PruneOptions { upload_max_age, dry_run: false, stop: Some(interrupt.flag()) });
+    if pruned.interrupted {
+        return Err(interrupted(interrupt, "while pruning", format!("{done} and collected; rerun to finish pruning")));
+    }
+    report.prune = Some(pruned);
+    report.timings.prune_ms = ms(t);
+    report.usage_after = measure(layout).map_err(|e| MaintenanceError::Storage(e.to_string()))?;
+    report.bytes_reclaimed = report.usage_before.total_bytes.saturating_sub(report.usage_after.total_bytes);
+    Ok(())
+}
+
+/// The first repository in the storage (a name the write probe may use: with token auth,
+/// pushing to an arbitrary name may be refused for another reason than read-only mode).
+fn first_repository(layout: &Layout) -> Option<String> {
+    fn walk(dir: &Path, prefix: &str, depth: usize) -> Option<String> {
+        let Listing::Entries(children) = entry::list(dir) else { return None };
+        if !prefix.is_empty() && children.iter().any(|c| RESERVED_DIRS.contains(&c.name.as_str())) {
+            return Some(prefix.to_string());
+        }
+        if depth > 16 {
+            return None;
+        }
+        children.iter().filter(|c| c.kind == Kind::Dir && !c.name.starts_with('_')).find_map(|c| {
+            let name = if prefix.is_empty() { c.name.clone() } else { format!("{prefix}/{}", c.name) };
+            walk(&c.path, &name, depth + 1)
+        })
+    }
+    walk(&layout.repositories(), "", 0)
+}
+
 /// Proves the public registry refuses writes: deleting or collecting while it accepts pushes
 /// can lose the blobs of an image pushed meanwhile. When it accepts the probe upload, the
-/// cancelled session's leftovers are removed from `layout`, so a refusal changes nothing.
-pub async fn ensure_frozen(
-    url: &str,
-    client: &ClientOptions,
-    repository: Option<&str>,
-    layout: Option<&Layout>,
-) -> Result<(), MaintenanceError> {
-    let client = RegistryClient::new(url, client.clone())?;
+/// cancelled session's leftovers are removed from `layout` — only what the probe created —
+/// so a refusal changes nothing.
+pub async fn ensure_frozen(client: &RegistryClient, repository: Option<&str>, layout: Option<&Layout>) -> Result<(), MaintenanceError> {
+    let url = redact_url(client.url());
     let repository = repository.unwrap_or("regsweep-probe");
+    let created_by_probe: Vec<PathBuf> = layout
+        .map(|l| {
+            let mut dirs = vec![l.uploads(repository), l.repository(repository)];
+            dirs.retain(|d| matches!(entry::kind_of(d), Ok(None)));
+            dirs
+        })
+        .unwrap_or_default();
     match client.probe_write(repository).await? {
         WriteProbe::Refused { status } => {
             tracing::info!(url, status, "public registry refuses writes");
@@ -177,14 +324,16 @@ pub async fn ensure_frozen(
         }
         WriteProbe::Accepted { upload_uuid } => {
             if let (Some(layout), Some(uuid)) = (layout, upload_uuid.filter(|u| !u.contains('/') && !u.contains(".."))) {
+                // The session directory is the probe's own (a fresh uuid); never through a symlink.
                 let uploads = layout.uploads(repository);
-                let _ = std::fs::remove_dir_all(uploads.join(uuid));
-                // Only directories the probe itself created, and only when empty.
-                for dir in [uploads.clone(), layout.repository(repository)] {
+                if matches!(entry::kind_of(&uploads), Ok(Some(Kind::Dir))) {
+                    let _ = std::fs::remove_dir_all(uploads.join(uuid));
+                }
+                for dir in &created_by_probe {
                     let _ = std::fs::remove_dir(dir);
                 }
             }
-            Err(MaintenanceError::NotFrozen(url.to_string()))
+            Err(MaintenanceError::NotFrozen(url))
         }
     }
 }

@@ -169,6 +169,9 @@ pub(super) fn decide_repository(
                 weak.push((d, format!("untagged, and unreadable manifest {} may reference it", u.short())));
             }
             deletable.insert(d, what.to_string());
+        } else if let (Some(run), None) = (repo.approved.get(d), &unreadable) {
+            // Finishing an interrupted run: its approval stands, unless something above keeps it.
+            deletable.insert(d, format!("approved for deletion by interrupted run {run}"));
         } else if !sees_untagged || rule.untagged == UntaggedAction::Keep {
             kept.insert(d, "untagged; the rule keeps untagged manifests".to_string());
         } else if let Some(u) = &unreadable {

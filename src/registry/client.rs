@@ -99,6 +99,28 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// `url` without its userinfo (`user:password@`), for anything printed, logged or written.
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            let text = parsed.to_string();
+            if url.ends_with('/') { text } else { text.trim_end_matches('/').to_string() }
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL: still never print what looks like `scheme://userinfo@`.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s && !url[s + 3..at].contains('/') => format!("{}{}", &url[..s + 3], &url[at + 1..]),
+            _ => url.to_string(),
+        },
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host_str() {
         Some("localhost") => true,
@@ -110,9 +132,23 @@ fn is_loopback(url: &Url) -> bool {
 impl RegistryClient {
     /// A client for the registry at `url` (`http://` or `https://`, optionally with a port).
     /// Fails on a malformed URL or an unreadable CA file; does not contact the registry.
-    pub fn new(url: &str, opts: ClientOptions) -> Result<Self, RegistryError> {
-        let invalid = |cause: String| RegistryError::InvalidUrl { url: url.to_string(), cause };
-        let parsed = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    /// A URL may carry credentials (`http://user:password@host`): they are used when no
+    /// username is given, and removed from every URL the client shows or logs.
+    pub fn new(url: &str, mut opts: ClientOptions) -> Result<Self, RegistryError> {
+        let written = url;
+        let redacted = redact_url(written);
+        let url = redacted.as_str();
+        let invalid = |cause: String| RegistryError::InvalidUrl { url: url.to_string(), cause: cause.replace(written, url) };
+        let mut parsed = Url::parse(written).map_err(|e| invalid(e.to_string()))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            let decode = |s: &str| percent_decode(s);
+            if opts.username.is_none() {
+                opts.username = Some(decode(parsed.username()));
+                opts.password = parsed.password().map(decode);
+            }
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+        }
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(invalid("the scheme must be http or https".into()));
         }
@@ -304,5 +340,25 @@ mod tests {
         assert!(is_loopback(&Url::parse("http://[::1]:5000").unwrap()));
         assert!(is_loopback(&Url::parse("http://localhost").unwrap()));
         assert!(!is_loopback(&Url::parse("https://registry.example").unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_used_and_never_shown() {
+        assert_eq!(redact_url("http://user:s3cret@registry.example.com:5000/x"), "http://registry.example.com:5000/x");
+        assert_eq!(redact_url("https://user@host"), "https://host");
+        assert_eq!(redact_url("http://host:5000"), "http://host:5000");
+        assert_eq!(redact_url("not a url://u:p@host/x"), "not a url://host/x");
+        let c = RegistryClient::new("http://bob:p%40ss@127.0.0.1:5000/", ClientOptions::default()).unwrap();
+        assert_eq!(c.url(), "http://127.0.0.1:5000");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("p@ss") && !debug.contains("p%40ss") && debug.contains("bob"), "{debug}");
+        assert_eq!(c.inner.credentials.as_ref().and_then(|c| c.password.as_deref()), Some("p@ss"));
+        let err = RegistryClient::new("ftp://bob:s3cret@host", ClientOptions::default()).unwrap_err().to_string();
+        assert!(!err.contains("s3cret"), "{err}");
     }
 }

@@ -31,6 +31,10 @@ pub struct Repository {
     /// proven, so the planner deletes nothing here.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
+    /// Manifests an interrupted run approved for deletion (digest → its run id), from the
+    /// sweep's journal: deleted once nothing keeps them, whatever the untagged rule says.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub approved: BTreeMap<Digest, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
