@@ -64,15 +64,25 @@ pub fn measure(layout: &Layout) -> std::io::Result<Usage> {
     let v2 = layout.v2();
     for entry in std::fs::read_dir(&v2).into_iter().flatten() {
         let entry = entry?;
-        if !entry.file_type()?.is_dir() {
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            // Never followed: what it points at is not the registry's storage.
+            continue;
+        }
+        if !kind.is_dir() {
             let len = entry.metadata()?.len();
             usage.files += 1;
             usage.total_bytes += len;
         } else if entry.file_name() == "blobs" {
-            walk(&entry.path().join("sha256"), &mut usage, Some(0))?;
-            // Other digest algorithms, should a registry ever write them: counted, not blobs.
-            for other in std::fs::read_dir(entry.path())?.flatten().filter(|e| e.file_name() != "sha256") {
-                walk(&other.path(), &mut usage, None)?;
+            // Other digest algorithms or stray files, should there be any: counted, not blobs.
+            for other in std::fs::read_dir(entry.path())?.flatten() {
+                let kind = other.file_type()?;
+                if kind.is_dir() {
+                    walk(&other.path(), &mut usage, (other.file_name() == "sha256").then_some(0))?;
+                } else if kind.is_file() {
+                    usage.files += 1;
+                    usage.total_bytes += other.metadata()?.len();
+                }
             }
         } else {
             walk(&entry.path(), &mut usage, None)?;
