@@ -186,8 +186,11 @@ fn compile_rule(i: usize, rule: &Rule, c: &mut Collector, warnings: &mut Vec<Str
     };
     let repositories = globs(c, "repositories", &rule.repositories);
     let exclude = globs(c, "exclude", &rule.exclude);
-    if repositories.iter().any(|r| exclude.iter().any(|e| e.source() == r.source() || e.source() == "**")) {
-        c.push(at("exclude"), "excludes what `repositories` selects, so the rule can never match");
+    // Only when certain: every repository glob is excluded as written (or by `**`). A glob
+    // excluded by a different but wider glob is left to the plan, which shows it matches nothing.
+    let excluded = |r: &RepoGlob| exclude.iter().any(|e| e.source() == r.source() || e.source() == "**");
+    if !repositories.is_empty() && repositories.iter().all(excluded) {
+        c.push(at("exclude"), "excludes every glob `repositories` selects, so the rule can never match");
     }
     let keep_latest = match rule.keep_latest {
         Some(n) if n < 0 => {
@@ -306,6 +309,11 @@ mod tests {
         let mut excluded = rule(&["team-a/*"]);
         excluded.exclude = vec!["team-a/*".into()];
         assert!(compile(&spec(vec![excluded])).is_err());
+        // Excluding one of two globs leaves the other: `api/x` matches.
+        let mut partly = rule(&["api/*", "img/**"]);
+        partly.exclude = vec!["img/**".into()];
+        let p = compile(&spec(vec![partly])).expect("a rule that can match is valid");
+        assert!(p.rule_for("api/x").is_some() && p.rule_for("img/y").is_none());
         assert!(compile(&spec(vec![rule(&[])])).is_err());
         // An earlier rule with exclusions does not shadow a later one.
         let mut first = rule(&["**"]);

@@ -11,6 +11,8 @@ const KIND: &str = "RegistryCleanupPolicy";
 /// Parses a policy document. Unknown fields are errors: a misspelt `keeplatest` silently
 /// ignored would delete what the user meant to keep.
 pub fn from_yaml(text: &str, origin: &str) -> Result<RegistryCleanupPolicy, InvalidPolicy> {
+    // Editors on Windows write a byte order mark; YAML allows it, serde_yaml does not.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| invalid(origin, format!("is not valid YAML: {e}")))?;
     let api_version = value.get("apiVersion").and_then(|v| v.as_str());
     let kind = value.get("kind").and_then(|v| v.as_str());
@@ -21,15 +23,19 @@ pub fn from_yaml(text: &str, origin: &str) -> Result<RegistryCleanupPolicy, Inva
         ));
     }
     let mut unknown = Vec::new();
-    let policy: RegistryCleanupPolicy = serde_ignored::deserialize(value, |path| {
+    let mut note_unknown = |path: serde_ignored::Path<'_>| {
         let p = path.to_string();
         // Only the spec is ours to check: metadata and status belong to Kubernetes and the
         // operator, apiVersion and kind were checked above.
         if p.starts_with("spec") {
             unknown.push(p);
         }
-    })
-    .map_err(|e| invalid(origin, format!("does not fit the RegistryCleanupPolicy schema: {e}")))?;
+    };
+    let policy: RegistryCleanupPolicy = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut note_unknown))
+        .map_err(|e| {
+            let field = e.path().to_string();
+            InvalidPolicy { problems: vec![Problem { field, message: type_error(&e.into_inner().to_string()) }] }
+        })?;
     if !unknown.is_empty() {
         return Err(InvalidPolicy {
             problems: unknown
@@ -42,6 +48,28 @@ pub fn from_yaml(text: &str, origin: &str) -> Result<RegistryCleanupPolicy, Inva
         });
     }
     Ok(policy)
+}
+
+/// serde's "invalid type: string \"five\", expected i64" as a person says it:
+/// `expected an integer, got "five"`. Other messages (an unknown enum variant names the
+/// allowed values) are kept.
+fn type_error(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid type: ") else { return message.to_string() };
+    let Some((got, expected)) = rest.split_once(", expected ") else { return message.to_string() };
+    let expected = match expected {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => "an integer",
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        "f32" | "f64" => "a number",
+        other => other,
+    };
+    let got = got.strip_prefix("string ").unwrap_or(got);
+    let got = match got {
+        "sequence" => "a list",
+        "map" => "a mapping",
+        other => other,
+    };
+    format!("expected {expected}, got {got}")
 }
 
 pub fn from_file(path: &Path) -> Result<RegistryCleanupPolicy, InvalidPolicy> {
@@ -93,5 +121,23 @@ spec:
         assert!(from_yaml("spec: [", "t").is_err());
         let err = from_yaml("apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {name: x}\nspec:\n  registry: {}\n  rules:\n    - repositories: [\"**\"]\n      untagged: Sometimes\n", "t").unwrap_err();
         assert!(err.to_string().contains("Sometimes"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_field_and_the_bom_is_accepted() {
+        let doc = |rule: &str| {
+            format!("apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {{name: x}}\nspec:\n  registry: {{}}\n  rules:\n    - repositories: [\"**\"]\n      {rule}\n")
+        };
+        let err = from_yaml(&doc("keepLatest: five"), "t").unwrap_err();
+        assert_eq!(err.problems[0].field, "spec.rules[0].keepLatest");
+        assert_eq!(err.problems[0].message, "expected an integer, got \"five\"");
+        assert!(err.to_string().contains("spec.rules[0].keepLatest: expected an integer, got \"five\""), "{err}");
+        let err = from_yaml(&doc("untagged: delete"), "t").unwrap_err().to_string();
+        assert!(err.contains("spec.rules[0].untagged") && err.contains("`Keep`") && err.contains("`Delete`"), "{err}");
+        let err = from_yaml(&doc("keepTags: v1"), "t").unwrap_err();
+        assert_eq!(err.problems[0].field, "spec.rules[0].keepTags");
+        assert!(err.problems[0].message.starts_with("expected a list"), "{err}");
+        let with_bom = format!("\u{feff}{}", doc("keepLatest: 3"));
+        assert_eq!(from_yaml(&with_bom, "t").unwrap().spec.rules[0].keep_latest, Some(3));
     }
 }
