@@ -330,3 +330,37 @@ fn restore_tree(pristine: &Path, root: &Path) {
     let status = Command::new("cp").arg("-a").arg(format!("{}/.", pristine.display())).arg(root).status().unwrap();
     assert!(status.success());
 }
+
+/// Unmounts when dropped, so a failing test leaves no mount behind.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_filesystem_says_so_and_changes_nothing() {
+    let reg = two_repositories().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("ro");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(&mnt).status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    copy_tree(reg.layout().root(), &mnt.join("storage"));
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n", mnt.join("storage").display()))
+        .unwrap();
+    assert!(Command::new("mount").args(["-o", "remount,ro"]).arg(&mnt).status().unwrap().success());
+    let policy = policy_file(dir.path());
+    let out = run(&["maintenance", "-f"], &[&policy, Path::new("--config"), &config]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("read-only filesystem") && stderr.contains("nothing was changed"), "{stderr}");
+    assert!(!stderr.contains("500"), "{stderr}");
+}

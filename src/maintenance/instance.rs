@@ -199,7 +199,7 @@ impl RegistryProcess {
         let pid = child.id().unwrap_or(0);
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
-            Ok(_) => tracing::debug!(pid, addr = %self.addr, "registry stopped"),
+            Ok(_) => tracing::info!(pid, addr = %self.addr, "registry stopped"),
             Err(_) => {
                 tracing::warn!(pid, addr = %self.addr, secs = STOP_TIMEOUT.as_secs(), "registry ignored SIGTERM; killing it");
                 let _ = child.kill().await;

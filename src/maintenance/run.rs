@@ -145,6 +145,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     let t = Instant::now();
     let mut snapshot = read_storage(&layout).map_err(MaintenanceError::StorageRoot)?;
     let snapshot_ms = ms(t);
+    tracing::info!(repositories = snapshot.repositories.len(), problems = snapshot.problems.len(), ms = snapshot_ms, "snapshot read");
     for p in &snapshot.problems {
         tracing::warn!(path = %p.path, problem = %p.problem, blocks_gc = p.blocks_gc, "storage entry not understood");
     }
@@ -237,6 +238,7 @@ async fn sweep(
         Journal::new(&opts.run_id, &deletions)
             .write(layout)
             .map_err(|e| MaintenanceError::Storage(format!("cannot write the sweep journal under {}: {e}", layout.root().display())))?;
+        tracing::info!(deletions = deletions.len(), "journal of approved deletions written");
         check(interrupt, "before the deletes")?;
         let t = Instant::now();
         let log = work.join("private-registry.log");
