@@ -221,11 +221,8 @@ impl Pruner<'_> {
         let path = dir.join(file);
         match self.kind(&path) {
             None => {}
-            Some(Kind::File) => {
-                if !self.remove(&path, Removal::Part, false) {
-                    return false;
-                }
-            }
+            Some(Kind::File) if !self.remove(&path, Removal::Part, false) => return false,
+            Some(Kind::File) => {}
             Some(k) => {
                 self.problem(&path, format!("is {}, not a link file; left in place", k.describe()));
                 return false;
