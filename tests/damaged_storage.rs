@@ -197,8 +197,8 @@ async fn what_garbage_collect_fails_on_is_refused_before_anything_changes() {
         std::fs::read_dir(&revs).unwrap().next().unwrap().unwrap().path().join("link")
     };
     let hex = "ab".repeat(32);
-    type MakeDamage = Box<dyn Fn(&Layout) -> PathBuf>;
-    let cases: Vec<(&str, MakeDamage)> = vec![
+    type MakeDamage<'a> = Box<dyn Fn(&Layout) -> PathBuf + 'a>;
+    let cases: Vec<(&str, MakeDamage<'_>)> = vec![
         (
             "garbage revision link",
             Box::new(|l| {

@@ -40,6 +40,18 @@ fn policy(dir: &Path) -> PathBuf {
     p
 }
 
+/// `regsweep maintenance` against the frozen registry, to completion.
+fn maintenance(reg: &DemoRegistry, policy: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["maintenance", "-f"])
+        .arg(policy)
+        .arg("--config")
+        .arg(reg.config_path())
+        .args(["--url", &reg.url()])
+        .output()
+        .unwrap()
+}
+
 /// `regsweep maintenance` with JSON logs at debug level, stderr piped.
 fn spawn_maintenance(reg: &DemoRegistry, policy: &Path, tmp: &Path, extra: &[&str]) -> Child {
     Command::new(BIN)
@@ -107,14 +119,7 @@ async fn a_second_sweep_on_the_same_storage_is_refused_and_changes_nothing() {
     let mut first = spawn_maintenance(&reg, &policy, dir.path(), &[]);
     wait_for(&mut first, "sweep lock taken");
     drain(&mut first);
-    let second = Command::new(BIN)
-        .args(["maintenance", "-f"])
-        .arg(&policy)
-        .arg("--config")
-        .arg(reg.config_path())
-        .args(["--url", &reg.url()])
-        .output()
-        .unwrap();
+    let second = maintenance(&reg, &policy);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains("another sweep holds") && stderr.contains(".regsweep/lock") && stderr.contains("since"), "{stderr}");
@@ -128,14 +133,7 @@ async fn a_second_sweep_on_the_same_storage_is_refused_and_changes_nothing() {
     drain(&mut crashed);
     crashed.kill().unwrap();
     crashed.wait().unwrap();
-    let rerun = Command::new(BIN)
-        .args(["maintenance", "-f"])
-        .arg(&policy)
-        .arg("--config")
-        .arg(reg.config_path())
-        .args(["--url", &reg.url()])
-        .output()
-        .unwrap();
+    let rerun = maintenance(&reg, &policy);
     assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
 }
 
@@ -172,14 +170,7 @@ async fn sigterm_stops_new_deletes_stops_the_private_registry_and_cleans_up() {
     assert!(journal.exists(), "the approved deletions stay for the rerun");
 
     // The rerun finishes the job: exactly the kept tag is left, and it pulls whole.
-    let out = Command::new(BIN)
-        .args(["maintenance", "-f"])
-        .arg(&policy)
-        .arg("--config")
-        .arg(reg.config_path())
-        .args(["--url", &reg.url()])
-        .output()
-        .unwrap();
+    let out = maintenance(&reg, &policy);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!journal.exists());
     let mut reg = reg;

@@ -23,7 +23,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn of(t: fs::FileType) -> Kind {
+    pub fn of(t: fs::FileType) -> Kind {
         if t.is_symlink() {
             Kind::Symlink
         } else if t.is_dir() {

@@ -145,7 +145,7 @@ fn read_blob_sizes(layout: &Layout, snap: &mut Snapshot) {
                     Ok(m) if m.is_file() => {
                         snap.blobs.insert(d, m.len());
                     }
-                    Ok(m) => problem(&mut snap.problems, &data, format!("is {}, not a blob", Kind::describe(kind(&m))), false),
+                    Ok(m) => problem(&mut snap.problems, &data, format!("is {}, not a blob", Kind::of(m.file_type()).describe()), false),
                     // A blob directory without data is GC litter, not a blob.
                     Err(_) => {}
                 },
@@ -158,19 +158,6 @@ fn read_blob_sizes(layout: &Layout, snap: &mut Snapshot) {
                 ),
             }
         }
-    }
-}
-
-fn kind(m: &fs::Metadata) -> Kind {
-    let t = m.file_type();
-    if t.is_dir() {
-        Kind::Dir
-    } else if t.is_symlink() {
-        Kind::Symlink
-    } else if t.is_file() {
-        Kind::File
-    } else {
-        Kind::Special
     }
 }
 
@@ -259,7 +246,7 @@ fn read_revisions(
 fn read_manifest_blob(path: &Path) -> Result<Vec<u8>, String> {
     const MAX: u64 = 4 << 20;
     match fs::symlink_metadata(path) {
-        Ok(m) if !m.is_file() => Err(format!("{} is {}", path.display(), kind(&m).describe())),
+        Ok(m) if !m.is_file() => Err(format!("{} is {}", path.display(), Kind::of(m.file_type()).describe())),
         Ok(m) if m.len() > MAX => Err(format!("{} is {} bytes, larger than a manifest can be", path.display(), m.len())),
         Ok(_) => fs::read(path).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
