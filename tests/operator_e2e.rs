@@ -646,3 +646,66 @@ async fn one_leader_at_a_time_on_a_lease() {
         assert!(requests.iter().any(|r| &r.verb == verb), "declared but unused: {verb} leases");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_credentials_secret_is_reported_before_anything_is_frozen() {
+    let cluster = filled().await;
+    let before = template(&cluster).await;
+    cluster.kubectl_ok(&["delete", "secret", "registry-auth", "-n", "registry"]);
+    let _operator = start_operator(&cluster);
+    cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
+    wait_for("the missing Secret to be reported on the policy", Duration::from_secs(60), || async {
+        status_of(&cluster, "demo").await.is_some_and(|s| {
+            s.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "True" && c.message.contains("registry-auth"))
+        })
+    })
+    .await;
+    let status = status_of(&cluster, "demo").await.unwrap();
+    assert!(status.run.is_none(), "no run was started: {:?}", status.run);
+    assert_eq!(template(&cluster).await, before, "the registry was never frozen");
+    let events = cluster.server.list("events.k8s.io/v1/events", "registry");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "SecretError"
+                && e["note"].as_str().is_some_and(|n| n.contains("registry-auth") && n.contains("not frozen"))),
+        "{events:?}"
+    );
+    // Once the Secret is back, the next check lets the run go.
+    cluster.apply(
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: registry-auth, namespace: registry}\ndata: {username: c3dlZXBlcg==, password: aHVudGVyMg==}\n",
+    );
+    let run = tokio::time::timeout(Duration::from_secs(90), wait_finished(&cluster, "demo")).await.expect("the run went ahead");
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert_thawed(&cluster, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_probe_that_fails_while_frozen_still_thaws_within_max_read_only() {
+    let cluster = filled().await;
+    let before = template(&cluster).await;
+    let _operator = start_operator(&cluster);
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&policy_yaml(&cluster, false)).unwrap();
+    doc["spec"]["maintenance"]["maxReadOnlyDuration"] = "8s".into();
+    let started = Instant::now();
+    cluster.apply("policy.yaml", &serde_yaml::to_string(&doc).unwrap());
+    // Fault injection: the credentials vanish the moment the freeze is recorded, before the
+    // write probe that must prove it (the rollout alone takes longer than this loop).
+    let rcp = "regsweep.dev/v1alpha1/registrycleanuppolicies";
+    loop {
+        let frozen = cluster.server.get(rcp, "registry", "demo").is_some_and(|p| !p["status"]["run"]["frozenAt"].is_null());
+        if frozen {
+            cluster.server.delete("v1/secrets", "registry", "registry-auth").unwrap();
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never frozen");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let run = wait_finished(&cluster, "demo").await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Failed, "{}", run.message);
+    assert!(run.message.contains("maxReadOnlyDuration"), "{}", run.message);
+    assert!(run.message.contains("registry-auth"), "the probe's error is said: {}", run.message);
+    assert!(started.elapsed() < Duration::from_secs(45), "thawed soon after the deadline: {:?}", started.elapsed());
+    assert_thawed(&cluster, &before).await;
+}

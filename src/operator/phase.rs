@@ -57,6 +57,9 @@ pub struct World {
     /// A write probe against the public URL: Some(true) refused, Some(false) accepted,
     /// None when there is no URL to probe.
     pub write_refused: Option<bool>,
+    /// The write probe (or reading its credentials) failed: the freeze or the thaw cannot
+    /// be proven. Counts against maxReadOnlyDuration like any wait while frozen.
+    pub probe_error: Option<String>,
     pub job: JobView,
     /// A pod of the run's Job has not ended yet (it may outlive its deleted Job while it
     /// shuts down).
@@ -95,6 +98,9 @@ pub fn next_step(run: &RunView, world: &World) -> Step {
         RunPhase::Freezing if world.deleting => Step::Thaw { failure: Some("the policy was deleted during the run".into()) },
         RunPhase::Freezing if overdue => Step::Thaw { failure: Some(overdue_failure()) },
         RunPhase::Freezing if !world.frozen_rolled_out => Step::Wait { why: "waiting for every registry replica to run read-only".into() },
+        RunPhase::Freezing if world.probe_error.is_some() => {
+            Step::Wait { why: format!("cannot prove the freeze: {}", world.probe_error.as_deref().unwrap_or_default()) }
+        }
         RunPhase::Freezing if world.write_refused == Some(false) => Step::Wait { why: "the registry still accepts writes".into() },
         RunPhase::Freezing => Step::StartJob,
         // Never thaw, and never start a second sweep, while a sweep process may still run:
@@ -127,6 +133,19 @@ pub fn next_step(run: &RunView, world: &World) -> Step {
             JobView::Failed(why) => Step::Thaw { failure: Some(format!("the sweep Job failed: {why}")) },
         },
         RunPhase::Thawing if !world.thawed_rolled_out => Step::Wait { why: "waiting for the registry to roll out read-write".into() },
+        // Restored, but not provably writable: wait, within the deadline; past it, the run
+        // ends failed (the Deployment is already as it was).
+        RunPhase::Thawing if world.probe_error.is_some() && overdue => Step::Finish {
+            result: RunResult::Failed,
+            message: format!(
+                "{}; the registry was restored, but accepting writes could not be proven: {}",
+                run.failure.clone().unwrap_or_else(overdue_failure),
+                world.probe_error.as_deref().unwrap_or_default()
+            ),
+        },
+        RunPhase::Thawing if world.probe_error.is_some() => {
+            Step::Wait { why: format!("cannot prove the thaw: {}", world.probe_error.as_deref().unwrap_or_default()) }
+        }
         RunPhase::Thawing if world.write_refused == Some(true) => Step::Wait { why: "the registry still refuses writes".into() },
         RunPhase::Thawing => match &run.failure {
             Some(f) => Step::Finish { result: RunResult::Failed, message: f.clone() },
@@ -146,6 +165,7 @@ mod tests {
 
     fn world(now: i64) -> World {
         World {
+            probe_error: None,
             now: t(now),
             deleting: false,
             frozen_applied: true,

@@ -151,7 +151,26 @@ async fn start_run(
     reason: &str,
 ) -> Result<Action, Error> {
     let ns = p.namespace().unwrap_or_default();
-    let deploy = observe::deployment(&ctx.client, &ns, p).await?;
+    // Everything that can be known up front is checked before the Deployment is touched: a
+    // failure here is reported on the policy, and the registry is never frozen.
+    let deploy = match preflight(p, ctx, &ns).await {
+        Ok(deploy) => deploy,
+        Err(e) => {
+            let message = format!("{e}; the registry was not frozen");
+            let generation = p.metadata.generation;
+            let now = Utc::now();
+            status.phase = Some("Blocked".into());
+            status.observed_generation = generation;
+            conditions::set(&mut status.conditions, READY, false, e.reason(), &message, generation, now);
+            conditions::set(&mut status.conditions, DEGRADED, true, e.reason(), &message, generation, now);
+            conditions::set(&mut status.conditions, PROGRESSING, false, e.reason(), "", generation, now);
+            if write_status_if_changed(p, ctx, status).await? {
+                publish(ctx, p, EventType::Warning, e.reason(), "Check", &message).await;
+            }
+            tracing::warn!(policy = %p.name_any(), namespace = %ns, error = %e, "run not started");
+            return Ok(Action::requeue(ctx.config.poll * 5));
+        }
+    };
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let dry_run = p.spec.dry_run;
     if !dry_run {
@@ -187,6 +206,19 @@ async fn start_run(
     )
     .await;
     Ok(Action::requeue(StdDuration::from_millis(500)))
+}
+
+/// The checks before a run may freeze anything: the Deployment and its registry container
+/// exist, the credentials Secret is readable and has its keys, and the URL answers with
+/// those credentials.
+async fn preflight(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str) -> Result<Deployment, Error> {
+    let deploy = observe::deployment(&ctx.client, ns, p).await?;
+    crate::operator::freeze::registry_container(&deploy, p.spec.registry.container.as_deref())?;
+    let access = observe::registry_access(&ctx.client, ns, p).await?;
+    if let Some(url) = &p.spec.registry.url {
+        crate::registry::RegistryClient::new(url, access)?.ping().await?;
+    }
+    Ok(deploy)
 }
 
 fn progressing(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, phase: &str, message: &str) {
@@ -235,7 +267,20 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
     let max_read_only = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| Duration::hours(1));
     let rolled_out = rollout(&deploy) == Rollout::Complete;
     let probing = rolled_out && ((run.phase == RunPhase::Freezing && run.frozen_at.is_some()) || run.phase == RunPhase::Thawing);
-    let write_refused = if probing { observe::write_refused(p, observe::registry_access(&ctx.client, &ns, p).await?).await? } else { None };
+    // A probe that fails (credentials gone, 401/403, TLS, a NetworkPolicy) is observed, not
+    // returned: while frozen it must count against maxReadOnlyDuration and end in a thaw.
+    let (write_refused, probe_error) = if probing {
+        let probe = async { observe::write_refused(p, observe::registry_access(&ctx.client, &ns, p).await?).await };
+        match probe.await {
+            Ok(refused) => (refused, None),
+            Err(e) => {
+                tracing::warn!(policy = %p.name_any(), run = %run.id, error = %e, "write probe failed");
+                (None, Some(e.to_string()))
+            }
+        }
+    } else {
+        (None, None)
+    };
     let (job_view, outcome, sweep_pod_running) = match (&run.job, run.phase) {
         (Some(name), RunPhase::Sweeping) => observe::job(&ctx.client, &ns, name, &run.id).await?,
         _ => (JobView::Missing, None, false),
@@ -247,6 +292,7 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
         frozen_rolled_out: run.phase == RunPhase::Freezing && run.frozen_at.is_some() && rolled_out,
         thawed_rolled_out: run.phase == RunPhase::Thawing && rolled_out,
         write_refused,
+        probe_error,
         job: job_view,
         sweep_pod_running,
         max_read_only,
