@@ -126,7 +126,17 @@ pub fn next_step(run: &RunView, world: &World) -> Step {
             JobView::Missing if world.deleting || overdue => Step::Thaw {
                 failure: Some(if world.deleting { "the policy was deleted during the run".into() } else { overdue_failure() }),
             },
-            JobView::Missing => Step::StartJob,
+            // A lost Job is restarted only on a freeze verified in the live Deployment and its
+            // pods: without it, the sweep's garbage collection could overlap a push.
+            JobView::Missing if run.dry_run || (world.frozen_applied && world.frozen_rolled_out) => Step::StartJob,
+            JobView::Missing if world.frozen_applied => {
+                Step::Wait { why: "the sweep Job is gone; waiting for every replica to run read-only before restarting it".into() }
+            }
+            JobView::Missing => Step::Thaw {
+                failure: Some(
+                    "the sweep Job disappeared and the registry Deployment no longer carries the freeze; the sweep was not restarted".into(),
+                ),
+            },
             JobView::Succeeded if run.dry_run => Step::Finish { result: RunResult::Succeeded, message: "dry run finished".into() },
             JobView::Succeeded => Step::Thaw { failure: None },
             JobView::Failed(why) if run.dry_run => Step::Finish { result: RunResult::Failed, message: why.clone() },
@@ -268,13 +278,21 @@ mod tests {
         lost.sweep_pod_running = true;
         assert!(matches!(next_step(&run(RunPhase::Sweeping, Some(0)), &lost), Step::Wait { .. }));
         lost.sweep_pod_running = false;
+        lost.frozen_rolled_out = true;
         assert_eq!(next_step(&run(RunPhase::Sweeping, Some(0)), &lost), Step::StartJob);
     }
 
     #[test]
-    fn a_lost_job_is_recreated_and_a_dry_run_never_thaws() {
+    fn a_lost_job_is_recreated_only_on_a_verified_freeze_and_a_dry_run_never_thaws() {
         let mut w = world(5);
-        assert_eq!(next_step(&run(RunPhase::Sweeping, Some(0)), &w), Step::StartJob);
+        let sweeping = run(RunPhase::Sweeping, Some(0));
+        // The freeze is recorded in the Deployment but its pods do not all run it yet: wait.
+        assert!(matches!(next_step(&sweeping, &w), Step::Wait { why } if why.contains("read-only")));
+        w.frozen_rolled_out = true;
+        assert_eq!(next_step(&sweeping, &w), Step::StartJob);
+        // The freeze was reverted behind our back: never sweep a writable registry.
+        let reverted = World { frozen_applied: false, ..w.clone() };
+        assert!(matches!(next_step(&sweeping, &reverted), Step::Thaw { failure: Some(f) } if f.contains("no longer carries the freeze")));
         let mut dry = run(RunPhase::Sweeping, None);
         dry.dry_run = true;
         w.job = JobView::Succeeded;

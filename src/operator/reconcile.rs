@@ -289,7 +289,7 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
         now,
         deleting: deleting || p.meta().deletion_timestamp.is_some(),
         frozen_applied: run.frozen.as_ref().is_some_and(|f| is_frozen(&deploy, f)),
-        frozen_rolled_out: run.phase == RunPhase::Freezing && run.frozen_at.is_some() && rolled_out,
+        frozen_rolled_out: matches!(run.phase, RunPhase::Freezing | RunPhase::Sweeping) && run.frozen_at.is_some() && rolled_out,
         thawed_rolled_out: run.phase == RunPhase::Thawing && rolled_out,
         write_refused,
         probe_error,
