@@ -709,3 +709,22 @@ async fn a_probe_that_fails_while_frozen_still_thaws_within_max_read_only() {
     assert!(started.elapsed() < Duration::from_secs(45), "thawed soon after the deadline: {:?}", started.elapsed());
     assert_thawed(&cluster, &before).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scale_down_with_a_url_sweeps_and_thaws() {
+    let cluster = filled().await;
+    let before = template(&cluster).await;
+    let replicas = |c: &Cluster| {
+        let c = c.server.client();
+        async move { Api::<Deployment>::namespaced(c, "registry").get("docker-registry").await.unwrap().spec.replicas }
+    };
+    let replicas_before = replicas(&cluster).await;
+    let _operator = start_operator(&cluster);
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&policy_yaml(&cluster, false)).unwrap();
+    doc["spec"]["maintenance"]["mode"] = "ScaleDown".into();
+    cluster.apply("policy.yaml", &serde_yaml::to_string(&doc).unwrap());
+    let run = tokio::time::timeout(Duration::from_secs(120), wait_finished(&cluster, "demo")).await.expect("the run finished");
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert_eq!(replicas(&cluster).await, replicas_before, "the replicas are restored");
+    assert_thawed(&cluster, &before).await;
+}

@@ -266,7 +266,11 @@ async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Resu
     let deploy = observe::deployment(&ctx.client, &ns, p).await?;
     let max_read_only = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| Duration::hours(1));
     let rolled_out = rollout(&deploy) == Rollout::Complete;
-    let probing = rolled_out && ((run.phase == RunPhase::Freezing && run.frozen_at.is_some()) || run.phase == RunPhase::Thawing);
+    // Scaled to zero, the proof of the freeze is that no registry pod runs (the rollout); an
+    // HTTP probe could only fail. The thaw is proven over HTTP in both modes.
+    let scaled_down = run.frozen.as_ref().is_some_and(|f| f.method == FreezeMethod::ScaleDown);
+    let probing =
+        rolled_out && ((run.phase == RunPhase::Freezing && run.frozen_at.is_some() && !scaled_down) || run.phase == RunPhase::Thawing);
     // A probe that fails (credentials gone, 401/403, TLS, a NetworkPolicy) is observed, not
     // returned: while frozen it must count against maxReadOnlyDuration and end in a thaw.
     let (write_refused, probe_error) = if probing {
@@ -465,7 +469,12 @@ async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &
         operator_image: &ctx.config.image,
         config_map: &name,
         node: node.as_deref(),
-        public_url: if run.dry_run { None } else { p.spec.registry.url.as_deref() },
+        // Scaled to zero, there is no public registry to prove the freeze against: the
+        // operator proved it (no pod runs), and the Job must not need the URL.
+        public_url: match &run.frozen {
+            Some(f) if f.method == FreezeMethod::ReadOnly => p.spec.registry.url.as_deref(),
+            _ => None,
+        },
         credentials_secret: p.spec.registry.credentials_secret.as_deref(),
         owner,
         active_deadline_seconds: max.num_seconds().max(60),
