@@ -134,7 +134,8 @@ pub fn next_step(run: &RunView, world: &World) -> Step {
             }
             JobView::Missing => Step::Thaw {
                 failure: Some(
-                    "the sweep Job disappeared and the registry Deployment no longer carries the freeze; the sweep was not restarted".into(),
+                    "the sweep Job disappeared and the registry Deployment no longer carries the freeze; the sweep was not restarted"
+                        .into(),
                 ),
             },
             JobView::Succeeded if run.dry_run => Step::Finish { result: RunResult::Succeeded, message: "dry run finished".into() },

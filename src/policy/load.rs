@@ -126,7 +126,9 @@ spec:
     #[test]
     fn type_errors_name_the_field_and_the_bom_is_accepted() {
         let doc = |rule: &str| {
-            format!("apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {{name: x}}\nspec:\n  registry: {{}}\n  rules:\n    - repositories: [\"**\"]\n      {rule}\n")
+            format!(
+                "apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {{name: x}}\nspec:\n  registry: {{}}\n  rules:\n    - repositories: [\"**\"]\n      {rule}\n"
+            )
         };
         let err = from_yaml(&doc("keepLatest: five"), "t").unwrap_err();
         assert_eq!(err.problems[0].field, "spec.rules[0].keepLatest");
