@@ -159,11 +159,9 @@ async fn sigterm_stops_new_deletes_stops_the_private_registry_and_cleans_up() {
     assert!(started.elapsed() < StdDuration::from_secs(20), "stopped within the stop timeout: {:?}", started.elapsed());
     assert_eq!(status.code(), Some(143), "{rest}");
     assert!(rest.contains("interrupted by SIGTERM while deleting") && rest.contains("rerun to finish"), "{rest}");
-    assert!(
-        processes_mentioning("private-registry.yml").is_empty(),
-        "no private registry is left: {:?}",
-        processes_mentioning("private-registry.yml")
-    );
+    // This run's private registry only: its configuration lives under this test's TMPDIR.
+    let ours = tmp.display().to_string();
+    assert!(processes_mentioning(&ours).is_empty(), "no private registry is left: {:?}", processes_mentioning(&ours));
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "the temporary directory is removed: {left:?}");
     let journal = reg.layout().root().join(".regsweep/journal.json");

@@ -10,8 +10,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PodTemplateSpec, SecretKeySelector, Volume, VolumeMount,
+    NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PodTemplateSpec, ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::freeze::{FreezeError, READ_ONLY_ENV, registry_container};
@@ -38,6 +39,19 @@ pub struct JobInputs<'a> {
     pub credentials_secret: Option<&'a str>,
     pub owner: OwnerReference,
     pub active_deadline_seconds: i64,
+    /// How long the sweep may take to stop after SIGTERM (the pod's grace period).
+    pub termination_grace_seconds: i64,
+    /// The sweep container's resources; None: the registry container's.
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The init container only copies one binary; it still declares resources, so a namespace
+/// with a ResourceQuota (which demands them) admits the pod while the registry waits frozen.
+fn install_resources() -> ResourceRequirements {
+    let q = |cpu: &str, memory: &str| {
+        BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(memory.into()))])
+    };
+    ResourceRequirements { requests: Some(q("10m", "16Mi")), limits: Some(q("200m", "64Mi")), ..Default::default() }
 }
 
 pub fn labels(policy: &str, run_id: &str) -> BTreeMap<String, String> {
@@ -122,7 +136,7 @@ pub fn build(i: &JobInputs) -> Result<Job, FreezeError> {
         env_from: registry.env_from.clone(),
         volume_mounts: Some(mounts),
         security_context: registry.security_context.clone(),
-        resources: registry.resources.clone(),
+        resources: i.resources.clone().or_else(|| registry.resources.clone()),
         working_dir: registry.working_dir.clone(),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
@@ -133,6 +147,7 @@ pub fn build(i: &JobInputs) -> Result<Job, FreezeError> {
         args: Some(vec!["copy-self".into(), format!("{BIN_DIR}/regsweep")]),
         volume_mounts: Some(vec![VolumeMount { name: BIN_VOLUME.into(), mount_path: BIN_DIR.into(), ..Default::default() }]),
         security_context: registry.security_context.clone(),
+        resources: Some(install_resources()),
         ..Default::default()
     };
     let mut volumes = pod.volumes.clone().unwrap_or_default();
@@ -179,6 +194,7 @@ pub fn build(i: &JobInputs) -> Result<Job, FreezeError> {
                 metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
+                    termination_grace_period_seconds: Some(i.termination_grace_seconds),
                     automount_service_account_token: Some(false),
                     init_containers: Some(vec![install]),
                     containers: vec![sweep],
@@ -257,6 +273,8 @@ mod tests {
             credentials_secret: Some("registry-auth"),
             owner: owner(),
             active_deadline_seconds: 3600,
+            termination_grace_seconds: 45,
+            resources: None,
         }
     }
 
@@ -295,6 +313,23 @@ mod tests {
         assert!(spec.ttl_seconds_after_finished.is_some());
         assert_eq!(job.metadata.owner_references.unwrap()[0].kind, "RegistryCleanupPolicy");
         assert_eq!(job.metadata.namespace.as_deref(), Some("registry"));
+    }
+
+    #[test]
+    fn the_grace_period_and_resources_are_set_for_both_containers() {
+        let d = deployment();
+        let pod = build(&inputs(&d, None)).unwrap().spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.termination_grace_period_seconds, Some(45), "an abort waits this long, then SIGKILL");
+        let install = &pod.init_containers.as_ref().unwrap()[0];
+        let res = install.resources.as_ref().expect("a ResourceQuota namespace needs them");
+        assert!(res.requests.as_ref().unwrap().contains_key("memory") && res.limits.as_ref().unwrap().contains_key("cpu"));
+        assert!(pod.containers[0].resources.is_none(), "the registry container declares none here");
+        let wanted =
+            ResourceRequirements { limits: Some(BTreeMap::from([("memory".to_string(), Quantity("512Mi".into()))])), ..Default::default() };
+        let mut i = inputs(&d, None);
+        i.resources = Some(wanted.clone());
+        let pod = build(&i).unwrap().spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers[0].resources.as_ref(), Some(&wanted), "the policy's resources win");
     }
 
     #[test]

@@ -104,9 +104,26 @@ async fn apply(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error
             .map(|t| chrono::DateTime::<Utc>::from_timestamp(t.0.as_second(), 0).unwrap_or(now))
             .unwrap_or(now),
         now,
+        starting_deadline: p.spec.starting_deadline_seconds.map(Duration::seconds),
     };
     match due(&input) {
         Due::Now { scheduled_for, reason } => start_run(p, ctx, status, scheduled_for, &reason).await,
+        Due::Missed { scheduled_for, next } => {
+            let message = format!(
+                "the run scheduled for {} was skipped: it could not start within startingDeadlineSeconds ({}s)",
+                scheduled_for.to_rfc3339(),
+                p.spec.starting_deadline_seconds.unwrap_or_default()
+            );
+            tracing::warn!(policy = %p.name_any(), %scheduled_for, "scheduled run missed");
+            publish(ctx, p, EventType::Warning, "MissedSchedule", "Schedule", &message).await;
+            status.last_schedule_time = Some(scheduled_for);
+            status.next_run_time = next;
+            idle(&mut status, p, "Idle", &message, now);
+            write_status(p, ctx, &status).await?;
+            Ok(next.map_or_else(Action::await_change, |t| {
+                Action::requeue((t - now).to_std().unwrap_or_default().min(StdDuration::from_secs(3600)))
+            }))
+        }
         Due::At(t) => {
             idle(&mut status, p, if p.spec.suspend { "Suspended" } else { "Idle" }, &format!("next run at {}", t.to_rfc3339()), now);
             status.next_run_time = Some(t);
@@ -460,7 +477,7 @@ async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &
         _ => false,
     };
     let node = if pin { observe::registry_node(&ctx.client, ns, deploy).await? } else { None };
-    let max = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| Duration::hours(1));
+    let (max, grace) = compile(&p.spec).map(|c| (c.max_read_only, c.sweep_grace)).unwrap_or((Duration::hours(1), Duration::seconds(30)));
     let job = job::build(&job::JobInputs {
         deployment: deploy,
         container: p.spec.registry.container.as_deref(),
@@ -478,6 +495,8 @@ async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &
         credentials_secret: p.spec.registry.credentials_secret.as_deref(),
         owner,
         active_deadline_seconds: max.num_seconds().max(60),
+        termination_grace_seconds: grace.num_seconds().max(1),
+        resources: p.spec.maintenance.resources.clone(),
     })?;
     ignore_exists(Api::<Job>::namespaced(ctx.client.clone(), ns).create(&PostParams::default(), &job).await)?;
     Ok(name)

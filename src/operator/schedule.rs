@@ -14,6 +14,12 @@ pub enum Due {
     },
     /// Nothing to do until then.
     At(DateTime<Utc>),
+    /// The tick passed longer ago than the starting deadline (the operator was down, say):
+    /// it is skipped and reported, and the next one waited for.
+    Missed {
+        scheduled_for: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    },
     Never {
         reason: String,
     },
@@ -30,6 +36,8 @@ pub struct ScheduleInput<'a> {
     pub last_scheduled: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub now: DateTime<Utc>,
+    /// Like a CronJob's `startingDeadlineSeconds`: a tick missed by more is skipped.
+    pub starting_deadline: Option<chrono::Duration>,
 }
 
 pub fn due(input: &ScheduleInput) -> Due {
@@ -53,6 +61,10 @@ pub fn due(input: &ScheduleInput) -> Due {
     // Cover the latest tick that has passed, not the first missed one.
     let latest =
         cron.find_previous_occurrence(&input.now.with_timezone(&input.time_zone), true).map(|t| t.with_timezone(&Utc)).unwrap_or(next);
+    if input.starting_deadline.is_some_and(|d| input.now - latest > d) {
+        let next = cron.find_next_occurrence(&input.now.with_timezone(&input.time_zone), false).ok().map(|t| t.with_timezone(&Utc));
+        return Due::Missed { scheduled_for: latest, next };
+    }
     Due::Now { scheduled_for: Some(latest), reason: format!("scheduled for {}", latest.format("%Y-%m-%d %H:%M UTC")) }
 }
 
@@ -75,6 +87,7 @@ mod tests {
             last_scheduled: None,
             created: at(2026, 1, 1, 0, 0),
             now,
+            starting_deadline: None,
         }
     }
 
@@ -115,5 +128,19 @@ mod tests {
         assert_eq!(due(&i), Due::At(at(2026, 1, 1, 6, 0)));
         i.suspend = true;
         assert!(matches!(due(&i), Due::Never { .. }));
+    }
+
+    #[test]
+    fn a_tick_missed_past_the_starting_deadline_is_skipped() {
+        let cron = crate::policy::compiled::parse_cron("0 3 * * *").unwrap();
+        let mut i = input(Some(&cron), at(2026, 1, 2, 12, 0));
+        i.last_scheduled = Some(at(2026, 1, 1, 3, 0));
+        // Without a deadline the 03:00 tick runs at noon, when the operator is back.
+        assert!(matches!(due(&i), Due::Now { scheduled_for: Some(t), .. } if t == at(2026, 1, 2, 3, 0)));
+        i.starting_deadline = Some(chrono::Duration::minutes(30));
+        assert_eq!(due(&i), Due::Missed { scheduled_for: at(2026, 1, 2, 3, 0), next: Some(at(2026, 1, 3, 3, 0)) });
+        // Within the deadline it still runs.
+        i.now = at(2026, 1, 2, 3, 20);
+        assert!(matches!(due(&i), Due::Now { .. }));
     }
 }

@@ -13,6 +13,7 @@ use super::spec::{RegistryCleanupPolicySpec, Rule, UntaggedAction};
 
 pub const DEFAULT_GRACE: &str = "24h";
 pub const DEFAULT_MAX_READ_ONLY: &str = "1h";
+pub const DEFAULT_SWEEP_GRACE: &str = "30s";
 
 /// A policy ready for the planner.
 #[derive(Clone, Debug)]
@@ -23,6 +24,8 @@ pub struct CompiledPolicy {
     pub schedule: Option<croner::Cron>,
     pub time_zone: chrono_tz::Tz,
     pub max_read_only: Duration,
+    /// How long an aborted sweep may take to stop.
+    pub sweep_grace: Duration,
     pub dry_run: bool,
     /// Legal but worth a second look (shown with the plan).
     pub warnings: Vec<String>,
@@ -159,10 +162,22 @@ pub fn compile(spec: &RegistryCleanupPolicySpec) -> Result<CompiledPolicy, Inval
         )
         .unwrap_or(Duration::hours(1));
 
+    if let Some(n) = spec.starting_deadline_seconds
+        && n < 1
+    {
+        c.push("spec.startingDeadlineSeconds", format!("{n} must be 1 or more (seconds); omit it for no deadline"));
+    }
+    let sweep_grace = c
+        .take(
+            "spec.maintenance.sweepGracePeriod",
+            parse_duration(spec.maintenance.sweep_grace_period.as_deref().unwrap_or(DEFAULT_SWEEP_GRACE)),
+        )
+        .unwrap_or(Duration::seconds(30));
+
     if !c.0.is_empty() {
         return Err(InvalidPolicy { problems: c.0 });
     }
-    Ok(CompiledPolicy { rules, protected, hosts, schedule, time_zone, max_read_only, dry_run: spec.dry_run, warnings })
+    Ok(CompiledPolicy { rules, protected, hosts, schedule, time_zone, max_read_only, sweep_grace, dry_run: spec.dry_run, warnings })
 }
 
 pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {

@@ -35,6 +35,12 @@ pub struct RegistryCleanupPolicySpec {
     /// Stop starting new runs. A run in flight still finishes and thaws the registry.
     #[serde(default)]
     pub suspend: bool,
+    /// Like a CronJob's: a scheduled run that could not start within this many seconds of
+    /// its time (the operator was down or upgraded) is skipped and reported, instead of
+    /// freezing the registry at an unplanned hour. Default: no deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub starting_deadline_seconds: Option<i64>,
     /// Plan and report only: never freeze, delete or collect.
     #[serde(default)]
     pub dry_run: bool,
@@ -139,6 +145,14 @@ pub struct MaintenanceSpec {
     /// registry thawed. Default `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_read_only_duration: Option<String>,
+    /// How long an aborted sweep may take to stop after SIGTERM (its in-flight deletes
+    /// finish, its private registry and garbage-collect stop) before it is killed: the sweep
+    /// pod's `terminationGracePeriodSeconds`. Default `30s` (operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_grace_period: Option<String>,
+    /// Resources of the sweep container. Default: the registry container's own (operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
