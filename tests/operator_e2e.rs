@@ -728,3 +728,18 @@ async fn scale_down_with_a_url_sweeps_and_thaws() {
     assert_eq!(replicas(&cluster).await, replicas_before, "the replicas are restored");
     assert_thawed(&cluster, &before).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_edited_mid_run_keeps_the_run_on_the_spec_it_started_with() {
+    let cluster = filled().await;
+    let before = template(&cluster).await;
+    let _operator = start_operator(&cluster);
+    cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
+    wait_frozen(&cluster, "demo").await;
+    // Mid-run, the policy now names another (missing) Deployment and a dead URL.
+    let patch = serde_json::json!({"spec": {"registry": {"deployment": "some-other-registry", "url": "http://127.0.0.1:9"}}});
+    cluster.server.patch("regsweep.dev/v1alpha1/registrycleanuppolicies", "registry", "demo", patch).unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(120), wait_finished(&cluster, "demo")).await.expect("the run finished");
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert_thawed(&cluster, &before).await;
+}

@@ -206,6 +206,7 @@ async fn start_run(
         failure: None,
         in_use_protected: 0,
         outcome: None,
+        spec: Some(Box::new(p.spec.clone())),
     });
     status.last_schedule_time = scheduled_for.or(status.last_schedule_time);
     status.last_run_generation = p.metadata.generation;
@@ -275,10 +276,14 @@ async fn patch_json(ctx: &Context, ns: &str, name: &str, patch: Value) -> Result
 }
 
 /// One step of the run in flight. Returns None once the run is over.
-async fn drive(p: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Result<Option<Action>, Error> {
-    let ns = p.namespace().unwrap_or_default();
-    let mut status = p.status.clone().unwrap_or_default();
+async fn drive(live: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Result<Option<Action>, Error> {
+    let mut status = live.status.clone().unwrap_or_default();
     let mut run = status.run.clone().expect("drive is called with a run in flight");
+    // From start to thaw, the run follows the spec it started with (runs recorded by an
+    // older operator have none: they follow the live spec, as before).
+    let pinned = run.spec.as_ref().map(|spec| RegistryCleanupPolicy { spec: (**spec).clone(), ..live.clone() });
+    let p = pinned.as_ref().unwrap_or(live);
+    let ns = p.namespace().unwrap_or_default();
     let now = Utc::now();
     let deploy = observe::deployment(&ctx.client, &ns, p).await?;
     let max_read_only = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| Duration::hours(1));

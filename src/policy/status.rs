@@ -62,6 +62,11 @@ pub struct RunState {
     /// The sweep's compact summary, once the Job has reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<RunOutcome>,
+    /// The spec this run started with. Every step of the run uses it — Deployment,
+    /// container, URL, mode, rules, protections — so editing the policy mid-run shapes the
+    /// next run, never this one (which could otherwise thaw the wrong Deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Box<super::spec::RegistryCleanupPolicySpec>>,
 }
 
 /// What the sweep Job reported through its termination message.
