@@ -69,19 +69,50 @@ async fn lead(client: Client, namespace: String, name: String, identity: String)
     }
     tracing::info!(lease = %name, %identity, "leading");
     tokio::spawn(async move {
+        let mut renewed = std::time::Instant::now();
         loop {
             tokio::time::sleep(duration / 3).await;
-            match elector.try_acquire_or_renew().await {
-                Ok(true) => {}
-                Ok(false) => {
+            // A renewal that hangs counts as failed: the deadline below must be checked.
+            match tokio::time::timeout(duration / 3, elector.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => renewed = std::time::Instant::now(),
+                Ok(Ok(false)) => {
                     tracing::error!("lost the leader Lease; exiting so that only the leader acts");
                     std::process::exit(1);
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot renew the leader Lease"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the leader Lease"),
+                Err(_) => tracing::warn!("renewing the leader Lease timed out"),
+            }
+            if must_step_down(renewed.elapsed(), duration) {
+                tracing::error!(
+                    secs = renewed.elapsed().as_secs(),
+                    "the leader Lease could not be renewed and may have expired for the other replicas; exiting so that only the leader acts"
+                );
+                std::process::exit(1);
             }
         }
     });
     Ok(())
+}
+
+/// A leader whose last successful renewal is this old stops acting: a standby may take the
+/// Lease once `duration` has passed since the renewal it saw, so stepping down at two thirds
+/// of it leaves a margin for clock skew and the time the exit takes.
+pub fn must_step_down(since_renewal: Duration, duration: Duration) -> bool {
+    since_renewal >= duration * 2 / 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_that_cannot_renew_steps_down_before_its_lease_can_expire() {
+        let lease = Duration::from_secs(15);
+        // Renewals every 5 s: one failure is tolerated, a second one is not.
+        assert!(!must_step_down(Duration::from_secs(5), lease));
+        assert!(must_step_down(Duration::from_secs(10), lease));
+        assert!(must_step_down(lease, lease), "never still acting when the standby may take over");
+    }
 }
 
 pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
