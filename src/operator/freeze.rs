@@ -44,6 +44,17 @@ pub fn choose_method(mode: MaintenanceMode, access_modes: &[String]) -> FreezeCh
     }
 }
 
+/// Where a dry run's Job may read the registry's volume: it must see the same volume as a
+/// real run, so next to the registry pod (true) for ReadWriteOnce (a hostPath included).
+/// ReadWriteOncePod admits one pod only, the running registry: a dry run cannot read it.
+pub fn dry_run_pin(access_modes: &[String]) -> Result<bool, String> {
+    let has = |m: &str| access_modes.iter().any(|a| a == m);
+    if has("ReadWriteOncePod") {
+        return Err("a dry run cannot read a ReadWriteOncePod volume while the registry runs (it admits one pod only); preview from anywhere with `regsweep plan --url <registry URL>` (no untagged manifests, ages from image configs), or run the policy for real, which scales the registry down".into());
+    }
+    Ok(!access_modes.is_empty() && !has("ReadWriteMany"))
+}
+
 /// What the freeze changed, kept in the policy's status so any operator replica can thaw.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -248,5 +259,14 @@ mod tests {
         assert_eq!(choose_method(MaintenanceMode::Auto, &modes(&["ReadWriteOncePod"])), c(FreezeMethod::ScaleDown, false));
         assert_eq!(choose_method(MaintenanceMode::ReadOnly, &modes(&["ReadWriteOncePod"])), c(FreezeMethod::ReadOnly, true));
         assert_eq!(choose_method(MaintenanceMode::ScaleDown, &modes(&["ReadWriteMany"])), c(FreezeMethod::ScaleDown, false));
+    }
+
+    #[test]
+    fn a_dry_run_reads_the_same_volume_as_a_real_run() {
+        let modes = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(dry_run_pin(&modes(&["ReadWriteOnce"])), Ok(true), "pinned next to the registry");
+        assert_eq!(dry_run_pin(&modes(&["ReadWriteMany"])), Ok(false));
+        assert_eq!(dry_run_pin(&[]), Ok(false), "no claim: nothing to pin to");
+        assert!(dry_run_pin(&modes(&["ReadWriteOncePod"])).unwrap_err().contains("plan --url"));
     }
 }

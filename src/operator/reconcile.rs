@@ -364,7 +364,11 @@ async fn drive(live: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> R
             return Ok(Some(Action::requeue(StdDuration::from_millis(500))));
         }
         Step::StartJob => {
-            let name = start_job(p, ctx, &ns, &deploy, &mut run).await?;
+            let name = match start_job(p, ctx, &ns, &deploy, &mut run).await {
+                // What a dry run cannot do here ends it, said on the policy.
+                Err(Error::Storage(why)) if run.dry_run => return finish(p, ctx, status, run, RunResult::Failed, why).await.map(|_| None),
+                other => other?,
+            };
             run.phase = RunPhase::Sweeping;
             publish(
                 ctx,
@@ -475,11 +479,10 @@ async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &
         ..Default::default()
     };
     ignore_exists(Api::<ConfigMap>::namespaced(ctx.client.clone(), ns).create(&PostParams::default(), &cm).await)?;
+    let access = observe::storage_access(&ctx.client, ns, deploy).await?;
     let pin = match &run.frozen {
-        Some(f) if f.method == FreezeMethod::ReadOnly => {
-            choose_method(p.spec.maintenance.mode, &observe::storage_access(&ctx.client, ns, deploy).await?).pin_to_node
-        }
-        _ => false,
+        Some(f) => f.method == FreezeMethod::ReadOnly && choose_method(p.spec.maintenance.mode, &access).pin_to_node,
+        None => crate::operator::freeze::dry_run_pin(&access).map_err(Error::Storage)?,
     };
     let node = if pin { observe::registry_node(&ctx.client, ns, deploy).await? } else { None };
     let (max, grace) = compile(&p.spec).map(|c| (c.max_read_only, c.sweep_grace)).unwrap_or((Duration::hours(1), Duration::seconds(30)));
