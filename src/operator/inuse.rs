@@ -32,14 +32,46 @@ fn strip_runtime_prefix(image: &str) -> &str {
     image.split_once("://").map_or(image, |(_, rest)| rest)
 }
 
-/// The reference when it names this registry, else None.
+/// The reference when it names this registry, else None. With no known host, every image
+/// that names a registry host might be this one, and is kept: protecting too much is safe,
+/// protecting nothing loses images.
 pub fn for_registry(image: &str, hosts: &[String]) -> Option<String> {
     let image = strip_runtime_prefix(image.trim());
     let (host, rest) = host_of(image)?;
-    if rest.is_empty() || !hosts.iter().any(|h| same_host(host, h)) {
+    if rest.is_empty() || !(hosts.is_empty() || hosts.iter().any(|h| same_host(host, h))) {
         return None;
     }
     Some(image.to_string())
+}
+
+/// The names workloads may pull this registry by: `spec.registry.hosts`, plus the URL's
+/// `host:port` (in-cluster, usually the Service, which pods pull by too), with a Service
+/// name's short and fully qualified forms (`svc.ns.svc` and `svc.ns.svc.cluster.local`).
+pub fn known_hosts(hosts: &[String], url: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = hosts.to_vec();
+    let authority = url.and_then(|u| reqwest::Url::parse(u).ok()).and_then(|u| {
+        let host = u.host_str()?.to_string();
+        Some(match u.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        })
+    });
+    if let Some(a) = authority {
+        let (host, port) = a.split_once(':').map_or((a.as_str(), None), |(h, p)| (h, Some(p)));
+        let with_port = |h: String| port.map_or(h.clone(), |p| format!("{h}:{p}"));
+        let mut names = vec![with_port(host.to_string())];
+        if let Some(short) = host.strip_suffix(".cluster.local") {
+            names.push(with_port(short.to_string()));
+        } else if host.ends_with(".svc") {
+            names.push(with_port(format!("{host}.cluster.local")));
+        }
+        for n in names {
+            if !out.iter().any(|h| h.eq_ignore_ascii_case(&n)) {
+                out.push(n);
+            }
+        }
+    }
+    out
 }
 
 /// Images of a pod spec: init, regular and ephemeral containers.
@@ -127,5 +159,15 @@ mod tests {
         let list = idx.into_list();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].users, vec!["Pod default/web-1", "Deployment default/web"]);
+    }
+
+    #[test]
+    fn hosts_come_from_the_url_too_and_none_known_protects_every_registry_image() {
+        let h = known_hosts(&["registry.example.com".into()], Some("http://docker-registry.registry.svc:5000"));
+        assert_eq!(h, ["registry.example.com", "docker-registry.registry.svc:5000", "docker-registry.registry.svc.cluster.local:5000"]);
+        assert_eq!(known_hosts(&[], Some("https://r.registry.svc.cluster.local")), ["r.registry.svc.cluster.local", "r.registry.svc"]);
+        assert!(known_hosts(&[], None).is_empty());
+        assert_eq!(for_registry("anything.example:5000/app:v1", &[]).as_deref(), Some("anything.example:5000/app:v1"));
+        assert_eq!(for_registry("nginx:1.25", &[]), None, "Docker Hub is never this registry");
     }
 }

@@ -451,8 +451,18 @@ async fn thaw_deployment(ctx: &Context, ns: &str, deploy: &Deployment, run: &Run
 /// The run's ConfigMap (policy and protected references) and Job.
 async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &Deployment, run: &mut RunState) -> Result<String, Error> {
     let owner = p.controller_owner_ref(&()).expect("a stored policy has a uid");
+    // The Job's policy names every host the scan matched by, so its protections apply.
+    let mut spec = p.spec.clone();
+    spec.registry.hosts = crate::operator::inuse::known_hosts(&p.spec.registry.hosts, p.spec.registry.url.as_deref());
     let refs = if p.spec.protection.in_use {
-        scan::in_use(&ctx.client, &ctx.config.in_use_namespaces, &p.spec.registry.hosts).await?
+        if spec.registry.hosts.is_empty() {
+            let note = format!(
+                "run {}: no spec.registry.hosts and no url, so any image in use that names a registry host is protected by repository and tag; set spec.registry.hosts to the names workloads pull this registry by",
+                run.id
+            );
+            publish(ctx, p, EventType::Warning, "NoRegistryHosts", "Scan", &note).await;
+        }
+        scan::in_use(&ctx.client, &ctx.config.in_use_namespaces, &spec.registry.hosts).await?
     } else {
         Vec::new()
     };
@@ -462,7 +472,7 @@ async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &
         "apiVersion": "regsweep.dev/v1alpha1",
         "kind": "RegistryCleanupPolicy",
         "metadata": {"name": p.name_any(), "namespace": ns},
-        "spec": p.spec,
+        "spec": spec,
     });
     let name = job::job_name(&p.name_any(), &run.id);
     let cm = ConfigMap {
