@@ -8,6 +8,47 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// kstatus's abnormal-true conditions: `Reconciling` while a run is in flight, `Stalled` when
+/// the policy cannot proceed without a change (invalid, or a failed check before freezing).
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// Where a policy stands, written as all five conditions at once so they never disagree.
+pub enum Health<'a> {
+    /// A run is in flight, in this phase.
+    Reconciling { phase: &'a str, message: &'a str },
+    /// No run in flight; `failure` is the last run's message when it failed.
+    Idle { phase: &'a str, message: &'a str, failure: Option<&'a str> },
+    /// Cannot proceed until something changes (the policy, a Secret, the Deployment).
+    Stalled { reason: &'a str, message: &'a str },
+}
+
+pub fn apply(conditions: &mut Vec<Condition>, health: Health<'_>, generation: Option<i64>, now: DateTime<Utc>) {
+    let mut put = |type_: &str, status: bool, reason: &str, message: &str| set(conditions, type_, status, reason, message, generation, now);
+    match health {
+        Health::Reconciling { phase, message } => {
+            put(READY, false, phase, message);
+            put(PROGRESSING, true, phase, message);
+            put(RECONCILING, true, phase, message);
+            put(STALLED, false, phase, "");
+        }
+        Health::Idle { phase, message, failure } => {
+            let reason = if failure.is_some() { "LastRunFailed" } else { phase };
+            put(READY, failure.is_none(), reason, message);
+            put(DEGRADED, failure.is_some(), if failure.is_some() { "LastRunFailed" } else { "AsExpected" }, failure.unwrap_or(""));
+            put(PROGRESSING, false, phase, "");
+            put(RECONCILING, false, phase, "");
+            put(STALLED, false, phase, "");
+        }
+        Health::Stalled { reason, message } => {
+            put(READY, false, reason, message);
+            put(DEGRADED, true, reason, message);
+            put(PROGRESSING, false, reason, "");
+            put(RECONCILING, false, reason, "");
+            put(STALLED, true, reason, message);
+        }
+    }
+}
 
 /// A Kubernetes timestamp (second precision, as the API server keeps it).
 pub fn k8s_time(t: DateTime<Utc>) -> Time {
@@ -56,5 +97,19 @@ mod tests {
         assert_eq!(c[0].last_transition_time, k8s_time(t0 + Duration::minutes(9)));
         set(&mut c, DEGRADED, false, "AsExpected", "", Some(2), t0);
         assert_eq!(c.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), vec![DEGRADED, READY]);
+    }
+
+    #[test]
+    fn health_sets_the_kstatus_conditions_together() {
+        let now = Utc::now();
+        let mut c = Vec::new();
+        let status = |c: &Vec<Condition>, t: &str| c.iter().find(|x| x.type_ == t).map(|x| x.status.clone()).unwrap();
+        apply(&mut c, Health::Stalled { reason: "InvalidPolicy", message: "bad" }, Some(3), now);
+        assert_eq!([READY, DEGRADED, RECONCILING, STALLED].map(|t| status(&c, t)), ["False", "True", "False", "True"]);
+        assert!(c.iter().all(|x| x.observed_generation == Some(3)));
+        apply(&mut c, Health::Reconciling { phase: "Freezing", message: "" }, Some(4), now);
+        assert_eq!([READY, PROGRESSING, RECONCILING, STALLED].map(|t| status(&c, t)), ["False", "True", "True", "False"]);
+        apply(&mut c, Health::Idle { phase: "Idle", message: "next run at …", failure: None }, Some(4), now);
+        assert_eq!([READY, DEGRADED, RECONCILING, STALLED].map(|t| status(&c, t)), ["True", "False", "False", "False"]);
     }
 }

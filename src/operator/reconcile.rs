@@ -16,7 +16,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::conditions::{self, DEGRADED, PROGRESSING, READY};
+use super::conditions::{self, Health};
 use super::context::Context;
 use super::error::Error;
 use super::freeze::{FreezeMethod, choose_method, freeze, is_frozen, thaw};
@@ -80,9 +80,8 @@ async fn apply(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error
         Err(invalid) => {
             let message = invalid.to_string();
             status.phase = Some("Invalid".into());
-            conditions::set(&mut status.conditions, READY, false, "InvalidPolicy", &message, generation, now);
-            conditions::set(&mut status.conditions, DEGRADED, true, "InvalidPolicy", &message, generation, now);
-            conditions::set(&mut status.conditions, PROGRESSING, false, "InvalidPolicy", "", generation, now);
+            status.observed_generation = generation;
+            conditions::apply(&mut status.conditions, Health::Stalled { reason: "InvalidPolicy", message: &message }, generation, now);
             status.next_run_time = None;
             if write_status_if_changed(p, ctx, status).await? {
                 publish(ctx, p, EventType::Warning, "InvalidPolicy", "Validate", &message).await;
@@ -144,20 +143,8 @@ fn idle(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, pha
     let generation = p.metadata.generation;
     status.phase = Some(phase.into());
     status.observed_generation = generation;
-    let failed = status.last_run.as_ref().is_some_and(|r| r.result == RunResult::Failed);
-    let reason = if failed { "LastRunFailed" } else { phase };
-    let last = status.last_run.as_ref().map(|r| r.message.clone()).unwrap_or_default();
-    conditions::set(&mut status.conditions, READY, !failed, reason, message, generation, now);
-    conditions::set(
-        &mut status.conditions,
-        DEGRADED,
-        failed,
-        if failed { "LastRunFailed" } else { "AsExpected" },
-        if failed { &last } else { "" },
-        generation,
-        now,
-    );
-    conditions::set(&mut status.conditions, PROGRESSING, false, phase, "", generation, now);
+    let failure = status.last_run.as_ref().filter(|r| r.result == RunResult::Failed).map(|r| r.message.clone());
+    conditions::apply(&mut status.conditions, Health::Idle { phase, message, failure: failure.as_deref() }, generation, now);
 }
 
 async fn start_run(
@@ -178,9 +165,7 @@ async fn start_run(
             let now = Utc::now();
             status.phase = Some("Blocked".into());
             status.observed_generation = generation;
-            conditions::set(&mut status.conditions, READY, false, e.reason(), &message, generation, now);
-            conditions::set(&mut status.conditions, DEGRADED, true, e.reason(), &message, generation, now);
-            conditions::set(&mut status.conditions, PROGRESSING, false, e.reason(), "", generation, now);
+            conditions::apply(&mut status.conditions, Health::Stalled { reason: e.reason(), message: &message }, generation, now);
             if write_status_if_changed(p, ctx, status).await? {
                 publish(ctx, p, EventType::Warning, e.reason(), "Check", &message).await;
             }
@@ -244,8 +229,7 @@ fn progressing(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPoli
     let generation = p.metadata.generation;
     status.phase = Some(phase.into());
     status.observed_generation = generation;
-    conditions::set(&mut status.conditions, PROGRESSING, true, phase, message, generation, now);
-    conditions::set(&mut status.conditions, READY, false, phase, message, generation, now);
+    conditions::apply(&mut status.conditions, Health::Reconciling { phase, message }, generation, now);
 }
 
 /// Takes the Deployment's run lock; a stale holder (see [`lock::is_stale`]) is taken over.

@@ -18,7 +18,8 @@ use super::status::RegistryCleanupPolicyStatus;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Last Result","type":"string","jsonPath":".status.lastRun.result"}"#,
     printcolumn = r#"{"name":"Reclaimed","type":"string","jsonPath":".status.lastRun.reclaimed"}"#,
-    printcolumn = r#"{"name":"Next Run","type":"date","jsonPath":".status.nextRunTime"}"#,
+    // A `date` column shows a future time as `<invalid>`: the time itself is what people need.
+    printcolumn = r#"{"name":"Next Run","type":"string","jsonPath":".status.nextRunTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
