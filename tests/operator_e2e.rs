@@ -250,7 +250,7 @@ async fn wait_finished(cluster: &Cluster, name: &str) -> regsweep::policy::RunSu
         if let Some(run) = last_run_of(cluster, name).await {
             return run;
         }
-        if started.elapsed() > Duration::from_secs(120) {
+        if started.elapsed() > Duration::from_secs(240) {
             let dump = cluster.kubectl(&["get", "rcp,deploy,job,pod,events", "-A", "-o", "yaml"]);
             panic!("the run of {name} did not finish:\n{}", String::from_utf8_lossy(&dump.stdout));
         }
@@ -312,7 +312,7 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
 
     let started = Instant::now();
     while last_run(&cluster).await.is_none() {
-        if started.elapsed() > Duration::from_secs(120) {
+        if started.elapsed() > Duration::from_secs(240) {
             let dump = cluster.kubectl(&["get", "rcp,deploy,job,pod,events", "-A", "-o", "yaml"]);
             panic!("the run did not finish:\n{}", String::from_utf8_lossy(&dump.stdout));
         }
