@@ -743,3 +743,36 @@ async fn a_policy_edited_mid_run_keeps_the_run_on_the_spec_it_started_with() {
     assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
     assert_thawed(&cluster, &before).await;
 }
+
+/// `scripts/operator-demo.sh`: the whole operator on this machine, for a person to watch with
+/// the real `kubectl` — until SIGTERM or SIGINT, then everything is stopped and removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "runs until interrupted; start it with scripts/operator-demo.sh"]
+async fn operator_on_one_machine() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = (signal(SignalKind::terminate()).unwrap(), signal(SignalKind::interrupt()).unwrap());
+    let cluster = filled().await;
+    let kubeconfig =
+        std::env::var_os("REGSWEEP_DEMO_KUBECONFIG").map(std::path::PathBuf::from).unwrap_or_else(|| cluster.dir.path().join("kubeconfig"));
+    cluster.server.write_kubeconfig(&kubeconfig, None);
+    let _operator = start_operator(&cluster);
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&policy_yaml(&cluster, false)).unwrap();
+    doc["metadata"]["name"] = "nightly".into();
+    cluster.apply("policy.yaml", &serde_yaml::to_string(&doc).unwrap());
+    let k = kubeconfig.display();
+    println!("kubeconfig: {k}");
+    println!("registry:   {}", cluster.registry_url);
+    println!("watch:      kubectl --kubeconfig {k} get rcp -n registry -w");
+    println!("details:    kubectl --kubeconfig {k} describe rcp -n registry nightly");
+    println!("edit:       kubectl --kubeconfig {k} edit rcp -n registry nightly     (a new generation runs again)");
+    println!("break it:   kubectl --kubeconfig {k} delete secret -n registry registry-auth");
+    println!("stop:       Ctrl-C or SIGTERM");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    println!("stopping: the operator, the registry and every file of this demo go");
+    if std::env::var_os("REGSWEEP_DEMO_KUBECONFIG").is_some() {
+        let _ = std::fs::remove_file(&kubeconfig);
+    }
+}
