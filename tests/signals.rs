@@ -271,3 +271,31 @@ async fn credentials_in_urls_never_show_and_bad_input_has_clear_exit_codes() {
     }
     assert_eq!(std::fs::read_dir(reg.layout().root()).unwrap().count(), before, "nothing was created in the storage");
 }
+
+#[tokio::test]
+async fn a_redis_blob_descriptor_cache_is_refused_unless_the_caller_flushes_it() {
+    let reg = frozen_with_old_tags(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(dir.path());
+    let config = dir.path().join("redis.yml");
+    let original = std::fs::read_to_string(reg.config_path()).unwrap();
+    std::fs::write(&config, original.replace("blobdescriptor: inmemory", "blobdescriptor: redis")).unwrap();
+    assert_ne!(std::fs::read_to_string(&config).unwrap(), original, "the fixture uses an in-memory cache to replace");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["maintenance", "-f"])
+            .arg(&policy)
+            .arg("--config")
+            .arg(&config)
+            .args(["--url", &reg.url()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Redis") && stderr.contains("--allow-redis-cache") && stderr.contains("Nothing was changed"), "{stderr}");
+    let out = run(&["--allow-redis-cache"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -77,6 +77,7 @@ pub async fn run(command: Command) -> CliResult {
             upload_max_age,
             concurrency,
             run_id,
+            allow_redis_cache,
             output,
         } => {
             // First, so a SIGTERM at any later point (PID 1 in a container included) stops cleanly.
@@ -107,6 +108,7 @@ pub async fn run(command: Command) -> CliResult {
                 concurrency,
                 run_id: run_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string()),
                 interrupt: interrupt.clone(),
+                allow_redis_cache,
             };
             let outcome = run_maintenance(opts).await.map_err(|e| Failure {
                 exit_code: match &e {

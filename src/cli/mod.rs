@@ -189,6 +189,10 @@ pub enum Command {
         /// An identifier for this run in logs and the report (default: generated).
         #[arg(long)]
         run_id: Option<String>,
+        /// Sweep although the registry caches blob descriptors in Redis: you flush that cache
+        /// after the sweep (it survives the restart and would describe deleted blobs).
+        #[arg(long)]
+        allow_redis_cache: bool,
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },

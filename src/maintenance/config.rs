@@ -162,6 +162,16 @@ impl RegistryConfig {
         }
     }
 
+    /// Whether the public registry caches blob descriptors in Redis (`storage.cache.
+    /// blobdescriptor: redis`, or its variable). Unlike the in-memory cache, that cache
+    /// survives the restart after garbage collection and keeps describing deleted blobs.
+    pub fn uses_redis_cache(&self) -> bool {
+        let cache = find_key(&self.storage, "CACHE").and_then(|k| self.storage.get(&k).cloned());
+        let descriptor =
+            cache.as_ref().and_then(|c| c.as_mapping()).and_then(|m| find_key(m, "BLOBDESCRIPTOR").and_then(|k| m.get(&k).cloned()));
+        descriptor.as_ref().and_then(Value::as_str).is_some_and(|d| d.eq_ignore_ascii_case("redis"))
+    }
+
     /// The storage root directory the registry uses: `REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY`,
     /// else `storage.filesystem.rootdirectory`, else the driver's default `/var/lib/registry`.
     /// Any driver other than `filesystem` is an error: regsweep reads the filesystem layout.
@@ -377,6 +387,14 @@ health:
         assert_eq!(v["storage"]["filesystem"]["rootdirectory"], "/var/lib/docker-registry");
         assert_eq!(v["log"]["level"], "warn");
         assert_eq!(env, vec![("REGISTRY_STORAGE_FILESYSTEM_MAXTHREADS".to_string(), "50".to_string())]);
+    }
+
+    #[test]
+    fn a_redis_blob_descriptor_cache_is_recognised_in_the_file_and_the_environment() {
+        assert!(load(DEBIAN, &[]).uses_redis_cache());
+        assert!(!load(UPSTREAM_IMAGE, &[]).uses_redis_cache());
+        assert!(load(UPSTREAM_IMAGE, &[("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "redis")]).uses_redis_cache());
+        assert!(!load(DEBIAN, &[("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "inmemory")]).uses_redis_cache());
     }
 
     #[test]

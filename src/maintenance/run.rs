@@ -61,6 +61,8 @@ pub struct MaintenanceOptions {
     pub run_id: String,
     /// SIGTERM/SIGINT (see [`Interrupt`]); none by default.
     pub interrupt: Interrupt,
+    /// Sweep although the registry caches blob descriptors in Redis (the caller flushes it).
+    pub allow_redis_cache: bool,
 }
 
 impl MaintenanceOptions {
@@ -80,6 +82,7 @@ impl MaintenanceOptions {
             concurrency: 16,
             run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             interrupt: Interrupt::none(),
+            allow_redis_cache: false,
         }
     }
 }
@@ -117,6 +120,12 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     let config = RegistryConfig::load(&opts.config, opts.env.clone()).map_err(|e| MaintenanceError::Config(e.to_string()))?;
     let layout = Layout::new(config.storage_root().map_err(|e| MaintenanceError::Config(e.to_string()))?);
     check_root(&layout).map_err(MaintenanceError::StorageRoot)?;
+    if !dry_run && config.uses_redis_cache() && !opts.allow_redis_cache {
+        return Err(MaintenanceError::Config(format!(
+            "{} caches blob descriptors in Redis (storage.cache.blobdescriptor: redis), which outlives the registry's restart: after garbage collection it would still describe deleted blobs, and a re-push of one would \"succeed\" and be unpullable. Nothing was changed. Switch the cache to inmemory, or flush the registry's Redis database after the sweep and pass --allow-redis-cache",
+            opts.config.display()
+        )));
+    }
     let public = opts.public_url.as_deref().map(|url| RegistryClient::new(url, opts.public_client.clone())).transpose()?;
     let bin = if dry_run {
         None

@@ -21,8 +21,10 @@ pub const BIN_DIR: &str = "/opt/regsweep";
 pub const RUN_DIR: &str = "/etc/regsweep";
 const BIN_VOLUME: &str = "regsweep-bin";
 const RUN_VOLUME: &str = "regsweep-run";
-/// Where the registry image reads its configuration unless its args say otherwise.
+/// Where the registry image reads its configuration unless its args say otherwise: 2.x
+/// images, and 3.x ones (`registry:3`, `distribution/distribution:3`).
 pub const DEFAULT_REGISTRY_CONFIG: &str = "/etc/docker/registry/config.yml";
+pub const DEFAULT_REGISTRY3_CONFIG: &str = "/etc/distribution/config.yml";
 
 pub struct JobInputs<'a> {
     pub deployment: &'a Deployment,
@@ -70,15 +72,23 @@ pub fn job_name(policy: &str, run_id: &str) -> String {
     format!("{}-{run_id}", prefix.trim_end_matches('-'))
 }
 
-/// The registry's configuration path: the argument after `serve`, else the image's default.
+/// The registry's configuration path: the argument after `serve`, else the container's
+/// `REGISTRY_CONFIGURATION_PATH`, else the default of the image's major version.
 fn config_path(c: &Container) -> String {
     let words: Vec<&String> = c.command.iter().flatten().chain(c.args.iter().flatten()).collect();
-    words
-        .iter()
-        .position(|w| w.as_str() == "serve")
-        .and_then(|i| words.get(i + 1))
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| DEFAULT_REGISTRY_CONFIG.to_string())
+    let from_args = words.iter().position(|w| w.as_str() == "serve").and_then(|i| words.get(i + 1)).map(|s| s.to_string());
+    let from_env =
+        || c.env.iter().flatten().find(|e| e.name == "REGISTRY_CONFIGURATION_PATH").and_then(|e| e.value.clone()).filter(|v| !v.is_empty());
+    from_args.or_else(from_env).unwrap_or_else(|| {
+        if c.image.as_deref().is_some_and(is_distribution_3) { DEFAULT_REGISTRY3_CONFIG } else { DEFAULT_REGISTRY_CONFIG }.to_string()
+    })
+}
+
+/// `registry:3`, `docker.io/library/registry:3.0.0`, `distribution/distribution:3.1@sha256:…`.
+fn is_distribution_3(image: &str) -> bool {
+    let name_and_tag = image.split('@').next().unwrap_or(image);
+    let tag = name_and_tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map(|(_, t)| t);
+    tag.is_some_and(|t| t.trim_start_matches('v').starts_with('3'))
 }
 
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
@@ -330,6 +340,22 @@ mod tests {
         i.resources = Some(wanted.clone());
         let pod = build(&i).unwrap().spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.containers[0].resources.as_ref(), Some(&wanted), "the policy's resources win");
+    }
+
+    #[test]
+    fn the_configuration_path_follows_args_env_and_the_registry_version() {
+        let container = |image: &str, args: Option<Vec<String>>, env: Option<(&str, &str)>| Container {
+            image: Some(image.into()),
+            args,
+            env: env.map(|(k, v)| vec![EnvVar { name: k.into(), value: Some(v.into()), ..Default::default() }]),
+            ..Default::default()
+        };
+        assert_eq!(config_path(&container("registry:3", Some(vec!["serve".into(), "/c.yml".into()]), None)), "/c.yml");
+        assert_eq!(config_path(&container("registry:3", None, Some(("REGISTRY_CONFIGURATION_PATH", "/e.yml")))), "/e.yml");
+        assert_eq!(config_path(&container("registry:3.0.0", None, None)), DEFAULT_REGISTRY3_CONFIG);
+        assert_eq!(config_path(&container("ghcr.io/distribution/distribution:3.1@sha256:ab", None, None)), DEFAULT_REGISTRY3_CONFIG);
+        assert_eq!(config_path(&container("registry:2.8.3", None, None)), DEFAULT_REGISTRY_CONFIG);
+        assert_eq!(config_path(&container("localhost:5000/registry", None, None)), DEFAULT_REGISTRY_CONFIG);
     }
 
     #[test]
