@@ -379,7 +379,9 @@ async fn a_dry_run_changes_nothing() {
     let run = wait_finished(&cluster, "demo").await;
     assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
     assert!(run.dry_run);
-    assert_eq!((run.manifests_deleted, run.bytes_reclaimed, run.read_only_seconds), (0, 0, 0));
+    assert_eq!((run.bytes_reclaimed, run.read_only_seconds), (0, 0));
+    assert!(run.manifests_deleted > 0 && run.tags_deleted > 0 && run.bytes_estimated > 0, "what a real run would delete: {run:?}");
+    assert!(run.reclaimed.ends_with("(dry run)"), "{}", run.reclaimed);
     assert_eq!(template(&cluster).await, before, "never frozen");
     assert_eq!(cluster.registry().tags("team-a/api").await.unwrap(), tags_before, "nothing deleted");
     assert_requests_permitted(&cluster, Some(&["registry"]));
@@ -536,6 +538,20 @@ async fn three_policies_on_one_registry_never_overlap() {
         .is_some()
     })
     .await;
+    // The policy that lost the race says so on itself, with an Event, while it waits.
+    wait_for("the waiting policy to report the lock", Duration::from_secs(60), || async {
+        let mut found = false;
+        for name in ["first", "second"] {
+            found |= status_of(&cluster, name).await.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "RegistryLocked" && c.message.contains("locked by"))
+            });
+        }
+        found
+    })
+    .await;
+    assert!(cluster.server.list("events.k8s.io/v1/events", "registry").iter().any(|e| e["reason"] == "RegistryLocked"));
     cluster.apply("third.yaml", &named_policy(&cluster, "third", false));
     let mut runs = Vec::new();
     for name in ["first", "second", "third"] {

@@ -94,7 +94,12 @@ impl MaintenanceReport {
             run_id: self.run_id.clone(),
             dry_run: self.dry_run,
             tags_deleted: self.plan.tags_deleted,
-            manifests_deleted: self.delete.as_ref().map_or(0, |d| d.deleted + d.already_gone),
+            // A dry run reports what a real run would delete.
+            manifests_deleted: if self.dry_run {
+                self.plan.manifests_deleted
+            } else {
+                self.delete.as_ref().map_or(0, |d| d.deleted + d.already_gone)
+            },
             bytes_reclaimed: self.bytes_reclaimed,
             bytes_estimated: self.plan.estimate.bytes_freed,
         }

@@ -33,7 +33,7 @@ pub async fn reconcile(policy: Arc<RegistryCleanupPolicy>, ctx: Arc<Context>) ->
     ctx.metrics.reconciles.inc();
     let ns = policy.namespace().unwrap_or_default();
     let api: Api<RegistryCleanupPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, policy, |event| async {
+    let result = finalizer(&api, FINALIZER, policy.clone(), |event| async {
         match event {
             Finalizer::Apply(p) => apply(&p, &ctx).await,
             Finalizer::Cleanup(p) => cleanup(&p, &ctx).await,
@@ -43,7 +43,28 @@ pub async fn reconcile(policy: Arc<RegistryCleanupPolicy>, ctx: Arc<Context>) ->
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
-    })
+    });
+    if let Err(e) = &result {
+        report_error(&policy, &ctx, e).await;
+    }
+    result
+}
+
+/// Every reconcile error is on the policy: the Ready condition says what and why (the phase
+/// and a run's own progress stay as they are), with an Event when that changes.
+async fn report_error(p: &RegistryCleanupPolicy, ctx: &Context, e: &Error) {
+    if matches!(e, Error::StillThawing) {
+        return;
+    }
+    let mut status = p.status.clone().unwrap_or_default();
+    let message = format!("{e}; retrying");
+    status.observed_generation = p.metadata.generation;
+    conditions::set(&mut status.conditions, conditions::READY, false, e.reason(), &message, p.metadata.generation, Utc::now());
+    match write_status_if_changed(p, ctx, status).await {
+        Ok(true) => publish(ctx, p, EventType::Warning, e.reason(), "Reconcile", &message).await,
+        Ok(false) => {}
+        Err(write) => tracing::warn!(policy = %p.name_any(), error = %write, "cannot report a reconcile error on the policy"),
+    }
 }
 
 pub fn error_policy(policy: Arc<RegistryCleanupPolicy>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -551,7 +572,12 @@ async fn finish(
         manifests_deleted: outcome.manifests_deleted,
         tags_deleted: outcome.tags_deleted,
         bytes_reclaimed: outcome.bytes_reclaimed,
-        reclaimed: crate::units::bytes(outcome.bytes_reclaimed),
+        bytes_estimated: outcome.bytes_estimated,
+        reclaimed: if run.dry_run {
+            format!("{} (dry run)", crate::units::bytes(outcome.bytes_estimated))
+        } else {
+            crate::units::bytes(outcome.bytes_reclaimed)
+        },
         read_only_seconds,
         in_use_protected: run.in_use_protected,
         message: message.clone(),

@@ -87,6 +87,7 @@ pub struct RunOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     pub id: String,
+    /// For a dry run, `manifestsDeleted` and `tagsDeleted` are what a real run would delete.
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub result: RunResult,
@@ -94,7 +95,10 @@ pub struct RunSummary {
     pub manifests_deleted: u64,
     pub tags_deleted: u64,
     pub bytes_reclaimed: u64,
-    /// `bytesReclaimed` for people (printer column).
+    /// What the plan estimated garbage collection would free (a dry run's result).
+    #[serde(default)]
+    pub bytes_estimated: u64,
+    /// `bytesReclaimed` for people (printer column); for a dry run, what it would free.
     pub reclaimed: String,
     pub read_only_seconds: i64,
     pub in_use_protected: usize,
