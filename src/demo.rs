@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 
 use crate::fixture::{Format, push_image, push_index, push_signature, set_manifest_pushed, set_tag_pushed};
 use crate::maintenance::instance::{RegistryProcess, find_registry_bin, free_port};
-use crate::registry::{ClientOptions, RegistryClient, RegistryError};
+use crate::registry::{ClientOptions, READ_ONLY_ENV, READ_ONLY_VALUE, RegistryClient, RegistryError};
 use crate::storage::Layout;
 
 /// The policy the demo applies (also shipped as `examples/demo.yaml`).
@@ -30,8 +30,6 @@ pub struct DemoRegistry {
     pub addr: SocketAddr,
     pub process: Option<RegistryProcess>,
 }
-
-pub const READ_ONLY_ENV: (&str, &str) = ("REGISTRY_STORAGE_MAINTENANCE_READONLY", r#"{"enabled":true}"#);
 
 impl DemoRegistry {
     pub async fn start(bin: Option<&Path>) -> anyhow::Result<Self> {
@@ -76,7 +74,7 @@ impl DemoRegistry {
         if let Some(p) = self.process.take() {
             p.stop().await;
         }
-        let env = if read_only { vec![(READ_ONLY_ENV.0.to_string(), READ_ONLY_ENV.1.to_string())] } else { Vec::new() };
+        let env = if read_only { vec![(READ_ONLY_ENV.to_string(), READ_ONLY_VALUE.to_string())] } else { Vec::new() };
         let log = self.dir.path().join("registry.log");
         self.process = Some(RegistryProcess::start(&self.bin, &self.config_path(), env, self.addr, Some(log)).await?);
         Ok(())
@@ -178,7 +176,7 @@ pub async fn run(bin: Option<&Path>) -> anyhow::Result<()> {
     println!("2. The plan (policy examples/demo.yaml):\n");
     print!("{}", crate::plan::render::table(&plan, true));
 
-    println!("\n3. Freezing: restarting the registry with REGISTRY_STORAGE_MAINTENANCE_READONLY={}", READ_ONLY_ENV.1);
+    println!("\n3. Freezing: restarting the registry with {READ_ONLY_ENV}={READ_ONLY_VALUE}");
     registry.restart(true).await?;
     println!("4. Maintenance: delete through a private instance, garbage-collect, prune");
     let outcome = crate::maintenance::run::run_maintenance(registry.maintenance_options(policy)).await?;

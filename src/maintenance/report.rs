@@ -76,29 +76,18 @@ pub struct Timings {
     pub total_ms: u64,
 }
 
-/// The few numbers the operator needs, small enough for a termination message (4 KiB).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CompactSummary {
-    pub run_id: String,
-    pub dry_run: bool,
-    pub tags_deleted: usize,
-    pub manifests_deleted: usize,
-    pub bytes_reclaimed: u64,
-    pub bytes_estimated: u64,
-}
-
 impl MaintenanceReport {
-    pub fn compact(&self) -> CompactSummary {
-        CompactSummary {
+    /// The few numbers the operator needs, as the sweep Job's termination message.
+    pub fn compact(&self) -> crate::policy::RunOutcome {
+        crate::policy::RunOutcome {
             run_id: self.run_id.clone(),
             dry_run: self.dry_run,
-            tags_deleted: self.plan.tags_deleted,
+            tags_deleted: self.plan.tags_deleted as u64,
             // A dry run reports what a real run would delete.
             manifests_deleted: if self.dry_run {
-                self.plan.manifests_deleted
+                self.plan.manifests_deleted as u64
             } else {
-                self.delete.as_ref().map_or(0, |d| d.deleted + d.already_gone)
+                self.delete.as_ref().map_or(0, |d| d.done() as u64)
             },
             bytes_reclaimed: self.bytes_reclaimed,
             bytes_estimated: self.plan.estimate.bytes_freed,

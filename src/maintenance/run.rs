@@ -80,7 +80,7 @@ impl MaintenanceOptions {
             dry_run: false,
             upload_max_age: Duration::hours(24),
             concurrency: 16,
-            run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            run_id: crate::policy::RunState::new_id(),
             interrupt: Interrupt::none(),
             allow_redis_cache: false,
         }

@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 
 use crate::policy::MaintenanceMode;
 
-pub const READ_ONLY_ENV: &str = "REGISTRY_STORAGE_MAINTENANCE_READONLY";
-/// The JSON-map form: the registry ignores `REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED`.
-pub const READ_ONLY_VALUE: &str = r#"{"enabled":true}"#;
+pub use crate::registry::{READ_ONLY_ENV, READ_ONLY_VALUE};
 
 /// How writes are stopped for one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -194,7 +194,7 @@ async fn start_run(
             return Ok(Action::requeue(ctx.config.poll * 5));
         }
     };
-    let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let id = RunState::new_id();
     let dry_run = p.spec.dry_run;
     if !dry_run {
         take_lock(ctx, &ns, &deploy, &lock::lock_value(&p.name_any(), &id, Utc::now())).await?;

@@ -69,10 +69,24 @@ pub struct RunState {
     pub spec: Option<Box<super::spec::RegistryCleanupPolicySpec>>,
 }
 
-/// What the sweep Job reported through its termination message.
+impl RunState {
+    /// A new run's id, the same format for the operator's runs and the command line's: 12 hex
+    /// characters (short enough for Job names and labels, unique enough per registry).
+    pub fn new_id() -> String {
+        uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+    }
+}
+
+/// What the sweep Job reported through its termination message: the one struct both sides
+/// of it use (`regsweep maintenance --summary-file` writes it, the operator reads it). Small
+/// enough for the message's 4 KiB.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunOutcome {
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub dry_run: bool,
     #[serde(default)]
     pub tags_deleted: u64,
     #[serde(default)]

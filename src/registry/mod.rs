@@ -12,6 +12,11 @@ pub mod manifests;
 pub mod options;
 pub mod probe;
 
+/// The registry's read-only switch, in the form it honours: the JSON map as the value of
+/// `REGISTRY_STORAGE_MAINTENANCE_READONLY` (`…_READONLY_ENABLED=true` is silently ignored).
+pub const READ_ONLY_ENV: &str = "REGISTRY_STORAGE_MAINTENANCE_READONLY";
+pub const READ_ONLY_VALUE: &str = r#"{"enabled":true}"#;
+
 pub use bounded::try_map_bounded;
 pub use client::RegistryClient;
 pub use error::RegistryError;
