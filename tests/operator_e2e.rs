@@ -792,3 +792,17 @@ async fn operator_on_one_machine() {
         let _ = std::fs::remove_file(&kubeconfig);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_deployment_deleted_mid_run_ends_the_run_and_says_so() {
+    let cluster = filled().await;
+    let _operator = start_operator(&cluster);
+    cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
+    wait_frozen(&cluster, "demo").await;
+    cluster.kubectl_ok(&["delete", "deployment", "docker-registry", "-n", "registry", "--wait=false"]);
+    let run = wait_finished(&cluster, "demo").await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Failed, "{}", run.message);
+    assert!(run.message.contains("docker-registry was deleted during the run"), "{}", run.message);
+    let status = status_of(&cluster, "demo").await.unwrap();
+    assert!(status.run.is_none(), "no run is left in flight");
+}

@@ -290,7 +290,13 @@ async fn drive(live: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> R
     let p = pinned.as_ref().unwrap_or(live);
     let ns = p.namespace().unwrap_or_default();
     let now = Utc::now();
-    let deploy = observe::deployment(&ctx.client, &ns, p).await?;
+    let deploy = match observe::deployment(&ctx.client, &ns, p).await {
+        Ok(deploy) => deploy,
+        // The freeze went with the Deployment: nothing is left to thaw, but a sweep may still
+        // run against the volume, and must stop before the run ends.
+        Err(Error::DeploymentNotFound(name)) => return deployment_gone(p, ctx, status, run, &ns, &name).await,
+        Err(e) => return Err(e),
+    };
     let max_read_only = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| Duration::hours(1));
     let rolled_out = rollout(&deploy) == Rollout::Complete;
     // Scaled to zero, the proof of the freeze is that no registry pod runs (the rollout); an
@@ -436,6 +442,33 @@ async fn drive(live: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> R
     progressing(&mut status, p, phase, "");
     write_status(p, ctx, &status).await?;
     Ok(Some(Action::requeue(StdDuration::from_millis(500))))
+}
+
+/// The registry Deployment was deleted mid-run: stop the sweep (and wait for its pod to
+/// exit), then end the run as failed, saying so.
+async fn deployment_gone(
+    p: &RegistryCleanupPolicy,
+    ctx: &Context,
+    status: RegistryCleanupPolicyStatus,
+    run: RunState,
+    ns: &str,
+    name: &str,
+) -> Result<Option<Action>, Error> {
+    if let Some(job) = &run.job {
+        let (view, _, pod_running) = observe::job(&ctx.client, ns, job, &run.id).await?;
+        if view == JobView::Running {
+            match Api::<Job>::namespaced(ctx.client.clone(), ns).delete(job, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if view == JobView::Running || pod_running {
+            return Ok(Some(Action::requeue(ctx.config.poll)));
+        }
+    }
+    let message = format!("the registry Deployment {name} was deleted during the run; nothing was left to thaw");
+    finish(p, ctx, status, run, RunResult::Failed, message).await.map(|_| None)
 }
 
 fn phase_name(phase: RunPhase) -> &'static str {
