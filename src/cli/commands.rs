@@ -106,7 +106,7 @@ pub async fn run(command: Command) -> CliResult {
                 dry_run,
                 upload_max_age,
                 concurrency,
-                run_id: run_id.unwrap_or_else(|| regsweep::policy::RunState::new_id()),
+                run_id: run_id.unwrap_or_else(regsweep::policy::RunState::new_id),
                 interrupt: interrupt.clone(),
                 allow_redis_cache,
             };

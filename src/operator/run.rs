@@ -101,20 +101,6 @@ pub fn must_step_down(since_renewal: Duration, duration: Duration) -> bool {
     since_renewal >= duration * 2 / 3
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_leader_that_cannot_renew_steps_down_before_its_lease_can_expire() {
-        let lease = Duration::from_secs(15);
-        // Renewals every 5 s: one failure is tolerated, a second one is not.
-        assert!(!must_step_down(Duration::from_secs(5), lease));
-        assert!(must_step_down(Duration::from_secs(10), lease));
-        assert!(must_step_down(lease, lease), "never still acting when the standby may take over");
-    }
-}
-
 pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     run_with_client(Client::try_default().await?, opts).await
 }
@@ -204,5 +190,19 @@ async fn become_ready(client: Client, namespaces: Vec<Option<String>>, ready: Ar
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_that_cannot_renew_steps_down_before_its_lease_can_expire() {
+        let lease = Duration::from_secs(15);
+        // Renewals every 5 s: one failure is tolerated, a second one is not.
+        assert!(!must_step_down(Duration::from_secs(5), lease));
+        assert!(must_step_down(Duration::from_secs(10), lease));
+        assert!(must_step_down(lease, lease), "never still acting when the standby may take over");
     }
 }
