@@ -6,11 +6,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
-use super::phase::JobView;
-use crate::policy::{RegistryCleanupPolicy, RunOutcome};
+use super::freeze::{FreezeMethod, is_frozen};
+use super::phase::{JobView, RunPhase, World};
+use super::rollout::{Rollout, rollout};
+use crate::policy::{RegistryCleanupPolicy, RunOutcome, RunState, compile};
 use crate::registry::{ClientOptions, RegistryClient, WriteProbe};
 
 pub async fn deployment(client: &Client, ns: &str, policy: &RegistryCleanupPolicy) -> Result<Deployment, Error> {
@@ -99,4 +101,56 @@ pub async fn write_refused(policy: &RegistryCleanupPolicy, access: ClientOptions
     let Some(url) = &policy.spec.registry.url else { return Ok(None) };
     let client = RegistryClient::new(url, access)?;
     Ok(Some(matches!(client.probe_write("regsweep-probe").await?, WriteProbe::Refused { .. })))
+}
+
+/// Everything a run's next step depends on, read from the cluster and the registry. A failing
+/// write probe is part of what is observed, not an error: while frozen it counts against
+/// maxReadOnlyDuration like any wait.
+pub async fn world(
+    p: &RegistryCleanupPolicy,
+    client: &Client,
+    run: &RunState,
+    deploy: &Deployment,
+    deleting: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(World, Option<RunOutcome>), Error> {
+    let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+    let max_read_only = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| chrono::Duration::hours(1));
+    let rolled_out = rollout(deploy) == Rollout::Complete;
+    // Scaled to zero, the proof of the freeze is that no registry pod runs (the rollout); an
+    // HTTP probe could only fail. The thaw is proven over HTTP in both modes.
+    let scaled_down = run.frozen.as_ref().is_some_and(|f| f.method == FreezeMethod::ScaleDown);
+    let probing =
+        rolled_out && ((run.phase == RunPhase::Freezing && run.frozen_at.is_some() && !scaled_down) || run.phase == RunPhase::Thawing);
+    // A probe that fails (credentials gone, 401/403, TLS, a NetworkPolicy) is observed, not
+    // returned: while frozen it must count against maxReadOnlyDuration and end in a thaw.
+    let (write_refused, probe_error) = if probing {
+        let probe = async { write_refused(p, registry_access(client, ns, p).await?).await };
+        match probe.await {
+            Ok(refused) => (refused, None),
+            Err(e) => {
+                tracing::warn!(policy = %p.name_any(), run = %run.id, error = %e, "write probe failed");
+                (None, Some(e.to_string()))
+            }
+        }
+    } else {
+        (None, None)
+    };
+    let (job_view, outcome, sweep_pod_running) = match (&run.job, run.phase) {
+        (Some(name), RunPhase::Sweeping) => job(client, ns, name, &run.id).await?,
+        _ => (JobView::Missing, None, false),
+    };
+    let world = World {
+        now,
+        deleting: deleting || p.metadata.deletion_timestamp.is_some(),
+        frozen_applied: run.frozen.as_ref().is_some_and(|f| is_frozen(deploy, f)),
+        frozen_rolled_out: matches!(run.phase, RunPhase::Freezing | RunPhase::Sweeping) && run.frozen_at.is_some() && rolled_out,
+        thawed_rolled_out: run.phase == RunPhase::Thawing && rolled_out,
+        write_refused,
+        probe_error,
+        job: job_view,
+        sweep_pod_running,
+        max_read_only,
+    };
+    Ok((world, outcome))
 }

@@ -19,9 +19,8 @@ use serde_json::{Value, json};
 use super::conditions::{self, Health};
 use super::context::Context;
 use super::error::Error;
-use super::freeze::{FreezeMethod, choose_method, freeze, is_frozen, thaw};
-use super::phase::{JobView, RunPhase, RunResult, RunView, Step, World, next_step};
-use super::rollout::{Rollout, rollout};
+use super::freeze::{FreezeMethod, choose_method, freeze, thaw};
+use super::phase::{JobView, RunPhase, RunResult, RunView, Step, next_step};
 use super::schedule::{Due, ScheduleInput, due};
 use super::{job, lock, observe, scan};
 use crate::policy::{RegistryCleanupPolicy, RegistryCleanupPolicyStatus, RunState, RunSummary, compile};
@@ -282,8 +281,8 @@ async fn patch_json(ctx: &Context, ns: &str, name: &str, patch: Value) -> Result
 
 /// One step of the run in flight. Returns None once the run is over.
 async fn drive(live: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> Result<Option<Action>, Error> {
-    let mut status = live.status.clone().unwrap_or_default();
-    let mut run = status.run.clone().expect("drive is called with a run in flight");
+    let status = live.status.clone().unwrap_or_default();
+    let run = status.run.clone().expect("drive is called with a run in flight");
     // From start to thaw, the run follows the spec it started with (runs recorded by an
     // older operator have none: they follow the live spec, as before).
     let pinned = run.spec.as_ref().map(|spec| RegistryCleanupPolicy { spec: (**spec).clone(), ..live.clone() });
@@ -297,46 +296,27 @@ async fn drive(live: &RegistryCleanupPolicy, ctx: &Context, deleting: bool) -> R
         Err(Error::DeploymentNotFound(name)) => return deployment_gone(p, ctx, status, run, &ns, &name).await,
         Err(e) => return Err(e),
     };
-    let max_read_only = compile(&p.spec).map(|c| c.max_read_only).unwrap_or_else(|_| Duration::hours(1));
-    let rolled_out = rollout(&deploy) == Rollout::Complete;
-    // Scaled to zero, the proof of the freeze is that no registry pod runs (the rollout); an
-    // HTTP probe could only fail. The thaw is proven over HTTP in both modes.
-    let scaled_down = run.frozen.as_ref().is_some_and(|f| f.method == FreezeMethod::ScaleDown);
-    let probing =
-        rolled_out && ((run.phase == RunPhase::Freezing && run.frozen_at.is_some() && !scaled_down) || run.phase == RunPhase::Thawing);
-    // A probe that fails (credentials gone, 401/403, TLS, a NetworkPolicy) is observed, not
-    // returned: while frozen it must count against maxReadOnlyDuration and end in a thaw.
-    let (write_refused, probe_error) = if probing {
-        let probe = async { observe::write_refused(p, observe::registry_access(&ctx.client, &ns, p).await?).await };
-        match probe.await {
-            Ok(refused) => (refused, None),
-            Err(e) => {
-                tracing::warn!(policy = %p.name_any(), run = %run.id, error = %e, "write probe failed");
-                (None, Some(e.to_string()))
-            }
-        }
-    } else {
-        (None, None)
-    };
-    let (job_view, outcome, sweep_pod_running) = match (&run.job, run.phase) {
-        (Some(name), RunPhase::Sweeping) => observe::job(&ctx.client, &ns, name, &run.id).await?,
-        _ => (JobView::Missing, None, false),
-    };
-    let world = World {
-        now,
-        deleting: deleting || p.meta().deletion_timestamp.is_some(),
-        frozen_applied: run.frozen.as_ref().is_some_and(|f| is_frozen(&deploy, f)),
-        frozen_rolled_out: matches!(run.phase, RunPhase::Freezing | RunPhase::Sweeping) && run.frozen_at.is_some() && rolled_out,
-        thawed_rolled_out: run.phase == RunPhase::Thawing && rolled_out,
-        write_refused,
-        probe_error,
-        job: job_view,
-        sweep_pod_running,
-        max_read_only,
-    };
+    // Observe, decide (pure: `next_step`), act.
+    let (world, outcome) = observe::world(p, &ctx.client, &run, &deploy, deleting, now).await?;
     let view = RunView { phase: run.phase, dry_run: run.dry_run, frozen_at: run.frozen_at, failure: run.failure.clone() };
     let step = next_step(&view, &world);
     tracing::debug!(policy = %p.name_any(), run = %run.id, ?step, "run step");
+    act(step, p, ctx, status, run, &deploy, outcome, now).await
+}
+
+/// Carries out one step of a run and records it in the status.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    step: Step,
+    p: &RegistryCleanupPolicy,
+    ctx: &Context,
+    mut status: RegistryCleanupPolicyStatus,
+    mut run: RunState,
+    deploy: &Deployment,
+    outcome: Option<crate::policy::RunOutcome>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<Action>, Error> {
+    let ns = p.namespace().unwrap_or_default();
     match step {
         Step::Wait { why } => {
             progressing(&mut status, p, phase_name(run.phase), &why);
