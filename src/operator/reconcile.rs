@@ -328,9 +328,9 @@ async fn act(
             // changed, so a crash in between can never lose what the thaw must restore.
             let method = match &run.frozen {
                 Some(recorded) => recorded.method,
-                None => choose_method(p.spec.maintenance.mode, &observe::storage_access(&ctx.client, &ns, &deploy).await?).method,
+                None => choose_method(p.spec.maintenance.mode, &observe::storage_access(&ctx.client, &ns, deploy).await?).method,
             };
-            let (patch, state) = freeze(&deploy, p.spec.registry.container.as_deref(), method)?;
+            let (patch, state) = freeze(deploy, p.spec.registry.container.as_deref(), method)?;
             if run.frozen.is_none() {
                 run.frozen = Some(state);
                 run.frozen_at = Some(now);
@@ -355,7 +355,7 @@ async fn act(
             return Ok(Some(Action::requeue(StdDuration::from_millis(500))));
         }
         Step::StartJob => {
-            let name = match start_job(p, ctx, &ns, &deploy, &mut run).await {
+            let name = match start_job(p, ctx, &ns, deploy, &mut run).await {
                 // What a dry run cannot do here ends it, said on the policy.
                 Err(Error::Storage(why)) if run.dry_run => return finish(p, ctx, status, run, RunResult::Failed, why).await.map(|_| None),
                 other => other?,
@@ -396,7 +396,7 @@ async fn act(
             if outcome.is_some() {
                 run.outcome = outcome;
             }
-            thaw_deployment(ctx, &ns, &deploy, &run).await?;
+            thaw_deployment(ctx, &ns, deploy, &run).await?;
             run.phase = RunPhase::Thawing;
             let (kind, reason) = if failure.is_some() { (EventType::Warning, "SweepFailed") } else { (EventType::Normal, "Thawing") };
             publish(
