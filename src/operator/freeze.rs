@@ -6,22 +6,13 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::EnvVar;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::policy::MaintenanceMode;
 
 pub use crate::registry::{READ_ONLY_ENV, READ_ONLY_VALUE};
 
-/// How writes are stopped for one run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum FreezeMethod {
-    /// Read-only mode; the sweep Job runs beside the registry.
-    ReadOnly,
-    /// No registry pod at all (ReadWriteOncePod volumes can be mounted by one pod only).
-    ScaleDown,
-}
+pub use crate::policy::{FreezeMethod, FrozenState};
 
 /// The method, and whether the sweep Job must run on the registry pod's node (a
 /// ReadWriteOnce volume can be mounted by several pods, but only on one node).
@@ -51,21 +42,6 @@ pub fn dry_run_pin(access_modes: &[String]) -> Result<bool, String> {
         return Err("a dry run cannot read a ReadWriteOncePod volume while the registry runs (it admits one pod only); preview from anywhere with `regsweep plan --url <registry URL>` (no untagged manifests, ages from image configs), or run the policy for real, which scales the registry down".into());
     }
     Ok(!access_modes.is_empty() && !has("ReadWriteMany"))
-}
-
-/// What the freeze changed, kept in the policy's status so any operator replica can thaw.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FrozenState {
-    pub deployment: String,
-    pub container: String,
-    pub method: FreezeMethod,
-    /// The env var of that name before the freeze, exactly (None: there was none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_env: Option<EnvVar>,
-    /// `spec.replicas` before a ScaleDown (None: unset, which means 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_replicas: Option<i32>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -5,21 +5,8 @@
 //! policy deletion.
 
 use chrono::{DateTime, Duration, Utc};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum RunPhase {
-    Freezing,
-    Sweeping,
-    Thawing,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum RunResult {
-    Succeeded,
-    Failed,
-}
+pub use crate::policy::{RunPhase, RunResult};
 
 /// What the run knows about itself (a part of the status).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,8 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::operator::freeze::FrozenState;
-use crate::operator::phase::{RunPhase, RunResult};
+use k8s_openapi::api::core::v1::EnvVar;
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -117,4 +116,43 @@ pub struct RunSummary {
     pub read_only_seconds: i64,
     pub in_use_protected: usize,
     pub message: String,
+}
+
+// The plain types of a run's state, kept here so the CRD types need nothing of the controller.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RunPhase {
+    Freezing,
+    Sweeping,
+    Thawing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RunResult {
+    Succeeded,
+    Failed,
+}
+
+/// How writes are stopped for one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum FreezeMethod {
+    /// Read-only mode; the sweep Job runs beside the registry.
+    ReadOnly,
+    /// No registry pod at all (ReadWriteOncePod volumes can be mounted by one pod only).
+    ScaleDown,
+}
+
+/// What the freeze changed, kept in the policy's status so any operator replica can thaw.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FrozenState {
+    pub deployment: String,
+    pub container: String,
+    pub method: FreezeMethod,
+    /// The env var of that name before the freeze, exactly (None: there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_env: Option<EnvVar>,
+    /// `spec.replicas` before a ScaleDown (None: unset, which means 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_replicas: Option<i32>,
 }
