@@ -1,6 +1,9 @@
 //! Why a maintenance run stopped. `category()` is short and stable: metric labels, Event
 //! reasons and the CLI's exit code are derived from it.
 
+use super::config::ConfigError;
+use super::gc::GcError;
+use super::instance::InstanceError;
 use super::lock::LockError;
 use crate::policy::InvalidPolicy;
 use crate::registry::RegistryError;
@@ -10,7 +13,10 @@ pub enum MaintenanceError {
     #[error("{0}")]
     InvalidPolicy(#[from] InvalidPolicy),
     #[error("registry configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    /// Input that can never work, said in full (a Redis cache, no temporary directory).
+    #[error("{0}")]
+    Refused(String),
     /// The storage root is missing, relative, a file, or not a registry's.
     #[error("storage: {0}")]
     StorageRoot(String),
@@ -30,9 +36,9 @@ pub enum MaintenanceError {
     #[error("{0}")]
     Registry(#[from] RegistryError),
     #[error("private registry instance: {0}")]
-    Instance(String),
+    Instance(#[from] InstanceError),
     #[error("garbage-collect: {0}")]
-    Gc(String),
+    Gc(#[from] GcError),
     #[error("interrupted by {signal} {phase}; {detail}")]
     Interrupted { signal: String, phase: String, detail: String },
 }
@@ -41,7 +47,7 @@ impl MaintenanceError {
     pub fn category(&self) -> &'static str {
         match self {
             MaintenanceError::InvalidPolicy(_) => "invalid-policy",
-            MaintenanceError::Config(_) => "config",
+            MaintenanceError::Config(_) | MaintenanceError::Refused(_) => "config",
             MaintenanceError::StorageRoot(_) => "storage-root",
             MaintenanceError::Storage(_) => "storage",
             MaintenanceError::Locked(LockError::Held { .. }) => "locked",
@@ -62,6 +68,8 @@ impl MaintenanceError {
             self,
             MaintenanceError::InvalidPolicy(_)
                 | MaintenanceError::Config(_)
+                | MaintenanceError::Refused(_)
+                | MaintenanceError::Instance(InstanceError::NotFound | InstanceError::NotExecutable(_))
                 | MaintenanceError::StorageRoot(_)
                 | MaintenanceError::Locked(LockError::ReadOnly { .. })
                 | MaintenanceError::Registry(RegistryError::InvalidUrl { .. })

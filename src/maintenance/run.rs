@@ -117,21 +117,17 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     // 1. Input.
     let compiled = crate::policy::compile(&opts.policy.spec)?;
     let dry_run = opts.dry_run || compiled.dry_run;
-    let config = RegistryConfig::load(&opts.config, opts.env.clone()).map_err(|e| MaintenanceError::Config(e.to_string()))?;
-    let layout = Layout::new(config.storage_root().map_err(|e| MaintenanceError::Config(e.to_string()))?);
+    let config = RegistryConfig::load(&opts.config, opts.env.clone())?;
+    let layout = Layout::new(config.storage_root()?);
     check_root(&layout).map_err(MaintenanceError::StorageRoot)?;
     if !dry_run && config.uses_redis_cache() && !opts.allow_redis_cache {
-        return Err(MaintenanceError::Config(format!(
+        return Err(MaintenanceError::Refused(format!(
             "{} caches blob descriptors in Redis (storage.cache.blobdescriptor: redis), which outlives the registry's restart: after garbage collection it would still describe deleted blobs, and a re-push of one would \"succeed\" and be unpullable. Nothing was changed. Switch the cache to inmemory, or flush the registry's Redis database after the sweep and pass --allow-redis-cache",
             opts.config.display()
         )));
     }
     let public = opts.public_url.as_deref().map(|url| RegistryClient::new(url, opts.public_client.clone())).transpose()?;
-    let bin = if dry_run {
-        None
-    } else {
-        Some(find_registry_bin(opts.registry_bin.as_deref()).map_err(|e| MaintenanceError::Config(e.to_string()))?)
-    };
+    let bin = if dry_run { None } else { Some(find_registry_bin(opts.registry_bin.as_deref())?) };
 
     // 2. One sweep at a time; a dry run changes nothing and takes no lock.
     let _lock = if dry_run { None } else { Some(StorageLock::acquire(&layout, &opts.run_id)?) };
@@ -141,7 +137,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         let dir = tempfile::Builder::new()
             .prefix("regsweep-")
             .tempdir()
-            .map_err(|e| MaintenanceError::Config(format!("cannot create a temporary directory (set TMPDIR to a writable one): {e}")))?;
+            .map_err(|e| MaintenanceError::Refused(format!("cannot create a temporary directory (set TMPDIR to a writable one): {e}")))?;
         super::interrupt::register_temp_dir(dir.path().to_path_buf());
         Some(dir)
     };
@@ -226,12 +222,11 @@ async fn sweep(
     let deletions = plan.deletions();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let private = config.private_instance(addr);
-    let write_error = |e: super::config::ConfigError| MaintenanceError::Config(e.to_string());
-    let private_config = private.write_to(work).map_err(write_error)?;
-    let gc_config = private.write_gc_to(work).map_err(write_error)?;
+    let private_config = private.write_to(work)?;
+    let gc_config = private.write_gc_to(work)?;
     let gc_error = |e: GcError, phase: &str, done: &str| match e {
         GcError::Interrupted => interrupted(interrupt, phase, format!("{done}; rerun to finish")),
-        other => MaintenanceError::Gc(other.to_string()),
+        other => MaintenanceError::Gc(other),
     };
     if !deletions.is_empty() {
         // 5. Would the collector accept this storage? Asked before the first delete, so a
@@ -251,9 +246,7 @@ async fn sweep(
         check(interrupt, "before the deletes")?;
         let t = Instant::now();
         let log = work.join("private-registry.log");
-        let instance = RegistryProcess::start(bin, &private_config, private.env.clone(), addr, Some(log))
-            .await
-            .map_err(|e| MaintenanceError::Instance(e.to_string()))?;
+        let instance = RegistryProcess::start(bin, &private_config, private.env.clone(), addr, Some(log)).await?;
         let client = RegistryClient::new(&instance.url(), ClientOptions::default())?;
         let deleted = delete_all(&client, &deletions, opts.concurrency, &interrupt.flag()).await;
         // No idle connection may hold up the instance's graceful drain.
