@@ -22,7 +22,7 @@ pub enum Error {
     #[error("{0}")]
     Storage(String),
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {

@@ -41,7 +41,7 @@ pub async fn reconcile(policy: Arc<RegistryCleanupPolicy>, ctx: Arc<Context>) ->
     .await
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
+        other => Error::Finalizer(Box::new(other)),
     });
     if let Err(e) = &result {
         report_error(&policy, &ctx, e).await;
