@@ -806,3 +806,33 @@ async fn a_registry_deployment_deleted_mid_run_ends_the_run_and_says_so() {
     let status = status_of(&cluster, "demo").await.unwrap();
     assert!(status.run.is_none(), "no run is left in flight");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_job_is_not_restarted_on_a_reverted_freeze() {
+    let cluster = filled().await;
+    let _operator = start_operator(&cluster);
+    cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
+    // Fault injection the moment the Job exists: another tool reverts the read-only switch
+    // and the Job disappears, together.
+    let rcp = "regsweep.dev/v1alpha1/registrycleanuppolicies";
+    let started = Instant::now();
+    let job = loop {
+        if let Some(job) = cluster.server.get(rcp, "registry", "demo").and_then(|p| p["status"]["run"]["job"].as_str().map(str::to_string))
+        {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no Job was started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let mut deploy = cluster.server.get("apps/v1/deployments", "registry", "docker-registry").unwrap();
+    let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
+    let reverted: Vec<_> = env.into_iter().filter(|e| e["name"] != "REGISTRY_STORAGE_MAINTENANCE_READONLY").collect();
+    deploy["spec"]["template"]["spec"]["containers"][0]["env"] = reverted.into();
+    cluster.server.update("apps/v1/deployments", "registry", deploy).unwrap();
+    cluster.server.delete("batch/v1/jobs", "registry", &job).unwrap();
+    let run = wait_finished(&cluster, "demo").await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Failed, "{}", run.message);
+    assert!(run.message.contains("freeze") || run.message.contains("read-only"), "{}", run.message);
+    let created = cluster.server.requests_by(OPERATOR_USER).iter().filter(|r| r.verb == "create" && r.resource == "jobs").count();
+    assert_eq!(created, 1, "no second sweep was started on a writable registry");
+}
