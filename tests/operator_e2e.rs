@@ -836,3 +836,31 @@ async fn a_lost_job_is_not_restarted_on_a_reverted_freeze() {
     let created = cluster.server.requests_by(OPERATOR_USER).iter().filter(|r| r.verb == "create" && r.resource == "jobs").count();
     assert_eq!(created, 1, "no second sweep was started on a writable registry");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_use_protection_knows_the_registry_by_its_service_without_hosts() {
+    let cluster = filled().await;
+    let _operator = start_operator(&cluster);
+    // Workloads pull the registry by its Service's name; the policy lists no hosts.
+    cluster.apply(
+        "service.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: docker-registry, namespace: registry}\nspec:\n  selector: {app: registry}\n  ports: [{port: 5000}]\n",
+    );
+    cluster.apply(
+        "workload.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: apps}\nspec:\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec:\n      containers: [{name: api, image: \"docker-registry.registry.svc:5000/team-a/api:build-101\"}]\n",
+    );
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&policy_yaml(&cluster, false)).unwrap();
+    doc["spec"]["registry"]["hosts"] = serde_yaml::Value::Sequence(Vec::new());
+    cluster.apply("policy.yaml", &serde_yaml::to_string(&doc).unwrap());
+    let run = wait_finished(&cluster, "demo").await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert!(run.in_use_protected >= 1, "{run:?}");
+    wait_for("the registry to accept writes", Duration::from_secs(30), || async {
+        matches!(cluster.registry().probe_write("team-a/api").await, Ok(WriteProbe::Accepted { .. }))
+    })
+    .await;
+    let tags = cluster.registry().tags("team-a/api").await.unwrap();
+    assert!(tags.contains(&"build-101".to_string()), "the image in use survived: {tags:?}");
+    assert!(!tags.contains(&"build-102".to_string()), "its old sibling, not in use, went: {tags:?}");
+}

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
@@ -36,6 +36,31 @@ pub async fn storage_access(client: &Client, ns: &str, deploy: &Deployment) -> R
         }
     }
     Ok(modes)
+}
+
+/// Names workloads may pull the registry by, from the Services whose selector picks the
+/// registry's pods: `name.ns.svc[.cluster.local]:port`, `name.ns:port`, and the ClusterIP
+/// with its port (a node's runtime often cannot resolve cluster DNS and pulls by IP).
+pub async fn service_hosts(client: &Client, ns: &str, deploy: &Deployment) -> Result<Vec<String>, Error> {
+    let labels = deploy.spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let services = Api::<Service>::namespaced(client.clone(), ns).list(&ListParams::default()).await?;
+    let mut hosts = Vec::new();
+    for svc in services {
+        let spec = svc.spec.clone().unwrap_or_default();
+        let selector = spec.selector.clone().unwrap_or_default();
+        if selector.is_empty() || !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            continue;
+        }
+        let name = svc.name_any();
+        for port in spec.ports.iter().flatten() {
+            let p = port.port;
+            hosts.extend([format!("{name}.{ns}.svc:{p}"), format!("{name}.{ns}.svc.cluster.local:{p}"), format!("{name}.{ns}:{p}")]);
+            if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") {
+                hosts.push(format!("{ip}:{p}"));
+            }
+        }
+    }
+    Ok(hosts)
 }
 
 /// The node a running registry pod is on (for pinning the Job next to a ReadWriteOnce volume).

@@ -78,6 +78,13 @@ pub const PERMISSIONS: &[Permission] = &[
         "the registry volume's access mode (ReadWriteOnce pins the Job to its node)",
     ),
     allow(Scope::Policies, "", "secrets", &["get"], "spec.registry.credentialsSecret, to probe that the registry refuses writes"),
+    allow(
+        Scope::Policies,
+        "",
+        "services",
+        &["list"],
+        "the Services in front of the registry: names workloads pull it by (in-use protection)",
+    ),
     allow(Scope::Policies, "events.k8s.io", "events", &["create", "patch"], "Events on the policy"),
     allow(Scope::InUse, "", "pods", &["list"], "images running now (never deleted)"),
     allow(Scope::InUse, "apps", "deployments", &["list"], "images a workload can start again"),

@@ -471,16 +471,25 @@ async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &
     let owner = p.controller_owner_ref(&()).expect("a stored policy has a uid");
     // The Job's policy names every host the scan matched by, so its protections apply.
     let mut spec = p.spec.clone();
-    spec.registry.hosts = crate::operator::inuse::known_hosts(&p.spec.registry.hosts, p.spec.registry.url.as_deref());
+    let mut hosts = p.spec.registry.hosts.clone();
+    if p.spec.protection.in_use {
+        hosts.extend(observe::service_hosts(&ctx.client, ns, deploy).await?);
+    }
+    let known = crate::operator::inuse::known_hosts(&hosts, p.spec.registry.url.as_deref());
+    // A policy without hosts takes every host for this registry (its references included):
+    // the Job's copy stays so, and protects whatever the scan found under any known name.
+    if !p.spec.registry.hosts.is_empty() {
+        spec.registry.hosts = known.clone();
+    }
     let refs = if p.spec.protection.in_use {
-        if spec.registry.hosts.is_empty() {
+        if known.is_empty() {
             let note = format!(
-                "run {}: no spec.registry.hosts and no url, so any image in use that names a registry host is protected by repository and tag; set spec.registry.hosts to the names workloads pull this registry by",
+                "run {}: no spec.registry.hosts, no url and no Service in front of the registry, so any image in use that names a registry host is protected by repository and tag; set spec.registry.hosts to the names workloads pull this registry by",
                 run.id
             );
             publish(ctx, p, EventType::Warning, "NoRegistryHosts", "Scan", &note).await;
         }
-        scan::in_use(&ctx.client, &ctx.config.in_use_namespaces, &spec.registry.hosts).await?
+        scan::in_use(&ctx.client, &ctx.config.in_use_namespaces, &known).await?
     } else {
         Vec::new()
     };
