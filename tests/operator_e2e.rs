@@ -795,10 +795,10 @@ async fn operator_on_one_machine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_registry_deployment_deleted_mid_run_ends_the_run_and_says_so() {
-    let cluster = filled().await;
+    let (cluster, _script) = endless_sweep_cluster().await;
     let _operator = start_operator(&cluster);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
-    wait_frozen(&cluster, "demo").await;
+    wait_sweep_running(&cluster).await;
     cluster.kubectl_ok(&["delete", "deployment", "docker-registry", "-n", "registry", "--wait=false"]);
     let run = wait_finished(&cluster, "demo").await;
     assert_eq!(run.result, regsweep::operator::phase::RunResult::Failed, "{}", run.message);
@@ -809,21 +809,15 @@ async fn a_registry_deployment_deleted_mid_run_ends_the_run_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_job_is_not_restarted_on_a_reverted_freeze() {
-    let cluster = filled().await;
+    let (cluster, _script) = endless_sweep_cluster().await;
     let _operator = start_operator(&cluster);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
-    // Fault injection the moment the Job exists: another tool reverts the read-only switch
-    // and the Job disappears, together.
-    let rcp = "regsweep.dev/v1alpha1/registrycleanuppolicies";
-    let started = Instant::now();
-    let job = loop {
-        if let Some(job) = cluster.server.get(rcp, "registry", "demo").and_then(|p| p["status"]["run"]["job"].as_str().map(str::to_string))
-        {
-            break job;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "no Job was started");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    wait_sweep_running(&cluster).await;
+    // Fault injection: another tool reverts the read-only switch and the Job disappears, together.
+    let job = cluster.server.get("regsweep.dev/v1alpha1/registrycleanuppolicies", "registry", "demo").unwrap()["status"]["run"]["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut deploy = cluster.server.get("apps/v1/deployments", "registry", "docker-registry").unwrap();
     let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
     let reverted: Vec<_> = env.into_iter().filter(|e| e["name"] != "REGISTRY_STORAGE_MAINTENANCE_READONLY").collect();
@@ -863,4 +857,27 @@ async fn in_use_protection_knows_the_registry_by_its_service_without_hosts() {
     let tags = cluster.registry().tags("team-a/api").await.unwrap();
     assert!(tags.contains(&"build-101".to_string()), "the image in use survived: {tags:?}");
     assert!(!tags.contains(&"build-102".to_string()), "its old sibling, not in use, went: {tags:?}");
+}
+
+/// A cluster whose sweep runs until it is stopped (SIGTERM), so a fault injected while it
+/// runs always lands mid-sweep. The script's directory must outlive the cluster.
+async fn endless_sweep_cluster() -> (Cluster, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("endless-sweep");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nif [ \"$1\" = copy-self ]; then cp \"$0\" \"$2\"; chmod 755 \"$2\"; exit 0; fi\ntrap 'exit 143' TERM\nwhile :; do sleep 0.1; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cluster = start_with(script.to_str().unwrap()).await;
+    regsweep::demo::fill(&cluster.registry(), &regsweep::storage::Layout::new(cluster.dir.path().join("storage"))).await.unwrap();
+    (cluster, dir)
+}
+
+async fn wait_sweep_running(cluster: &Cluster) {
+    wait_for("the sweep to run", Duration::from_secs(60), || async {
+        cluster.server.list_selected("v1/pods", "registry", "regsweep.dev/run").unwrap().iter().any(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
 }
