@@ -21,6 +21,7 @@ use super::context::Context;
 use super::error::Error;
 use super::freeze::{FreezeMethod, choose_method, freeze, thaw};
 use super::phase::{JobView, RunPhase, RunResult, RunView, Step, next_step};
+use super::rollout::{Rollout, rollout};
 use super::schedule::{Due, ScheduleInput, due};
 use super::{job, lock, observe, scan};
 use crate::policy::{RegistryCleanupPolicy, RegistryCleanupPolicyStatus, RunState, RunSummary, compile};
@@ -355,6 +356,15 @@ async fn act(
             return Ok(Some(Action::requeue(StdDuration::from_millis(500))));
         }
         Step::StartJob => {
+            // The decision was made from reads taken one after another; the freeze is read
+            // again just before the Job exists, so a revert in between never gets a sweep.
+            if let Some(frozen) = &run.frozen {
+                let fresh = observe::deployment(&ctx.client, &ns, p).await?;
+                if !crate::operator::freeze::is_frozen(&fresh, frozen) || rollout(&fresh) != Rollout::Complete {
+                    tracing::warn!(policy = %p.name_any(), run = %run.id, "the freeze changed before the sweep Job could start; not starting it");
+                    return Ok(Some(Action::requeue(ctx.config.poll)));
+                }
+            }
             let name = match start_job(p, ctx, &ns, deploy, &mut run).await {
                 // What a dry run cannot do here ends it, said on the policy.
                 Err(Error::Storage(why)) if run.dry_run => return finish(p, ctx, status, run, RunResult::Failed, why).await.map(|_| None),
