@@ -77,13 +77,6 @@ impl Interrupt {
         Ok(this)
     }
 
-    /// Asks for a stop as a signal would (tests, and the operator's own shutdown).
-    pub fn trigger(&self, sig: Signal) {
-        self.signal.store(sig as i32, Ordering::SeqCst);
-        self.stop.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
     pub fn is_set(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }

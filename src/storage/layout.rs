@@ -88,12 +88,6 @@ impl Layout {
 /// Directory names inside a repository that belong to the registry, not to a nested repository.
 pub const RESERVED_DIRS: [&str; 3] = ["_manifests", "_layers", "_uploads"];
 
-/// Reads a link file: its whole content is a digest such as `sha256:<hex>`.
-pub fn read_link(path: &Path) -> std::io::Result<Result<Digest, String>> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(Digest::parse(text.trim()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
