@@ -440,23 +440,11 @@ async fn a_policy_deleted_while_frozen_thaws_first_then_goes() {
 async fn a_stopped_sweep_thaws_only_after_its_process_has_exited() {
     // A stand-in for regsweep whose sweep runs until SIGTERM and then takes 2 s to stop, like
     // a sweep draining its in-flight deletes.
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("slow-sweep");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nif [ \"$1\" = copy-self ]; then cp \"$0\" \"$2\"; chmod 755 \"$2\"; exit 0; fi\ntrap 'sleep 2; exit 143' TERM\nwhile :; do sleep 0.1; done\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let cluster = start_with(script.to_str().unwrap()).await;
-    regsweep::demo::fill(&cluster.registry(), &regsweep::storage::Layout::new(cluster.dir.path().join("storage"))).await.unwrap();
+    let (cluster, _script) = stand_in_sweep_cluster("sleep 2; exit 143").await;
     let before = template(&cluster).await;
     let _operator = start_operator(&cluster);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
-    wait_for("the sweep to run", Duration::from_secs(60), || async {
-        cluster.server.list_selected("v1/pods", "registry", "regsweep.dev/run").unwrap().iter().any(|p| p["status"]["phase"] == "Running")
-    })
-    .await;
+    wait_sweep_running(&cluster).await;
     delete_policy(&cluster, "demo").await;
     assert_thawed(&cluster, &before).await;
 
@@ -795,7 +783,7 @@ async fn operator_on_one_machine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_registry_deployment_deleted_mid_run_ends_the_run_and_says_so() {
-    let (cluster, _script) = endless_sweep_cluster().await;
+    let (cluster, _script) = stand_in_sweep_cluster("exit 143").await;
     let _operator = start_operator(&cluster);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
     wait_sweep_running(&cluster).await;
@@ -809,7 +797,7 @@ async fn a_registry_deployment_deleted_mid_run_ends_the_run_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_job_is_not_restarted_on_a_reverted_freeze() {
-    let (cluster, _script) = endless_sweep_cluster().await;
+    let (cluster, _script) = stand_in_sweep_cluster("exit 143").await;
     let _operator = start_operator(&cluster);
     cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
     wait_sweep_running(&cluster).await;
@@ -862,14 +850,15 @@ async fn in_use_protection_knows_the_registry_by_its_service_without_hosts() {
     assert!(!tags.contains(&"build-102".to_string()), "its old sibling, not in use, went: {tags:?}");
 }
 
-/// A cluster whose sweep runs until it is stopped (SIGTERM), so a fault injected while it
-/// runs always lands mid-sweep. The script's directory must outlive the cluster.
-async fn endless_sweep_cluster() -> (Cluster, tempfile::TempDir) {
+/// A cluster whose "sweep" is a stand-in that runs until SIGTERM, then runs `on_term`: a fault
+/// injected while it runs always lands mid-sweep. The script's directory must outlive the
+/// cluster.
+async fn stand_in_sweep_cluster(on_term: &str) -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("endless-sweep");
+    let script = dir.path().join("stand-in-sweep");
     std::fs::write(
         &script,
-        "#!/bin/sh\nif [ \"$1\" = copy-self ]; then cp \"$0\" \"$2\"; chmod 755 \"$2\"; exit 0; fi\ntrap 'exit 143' TERM\nwhile :; do sleep 0.1; done\n",
+        format!("#!/bin/sh\nif [ \"$1\" = copy-self ]; then cp \"$0\" \"$2\"; chmod 755 \"$2\"; exit 0; fi\ntrap '{on_term}' TERM\nwhile :; do sleep 0.1; done\n"),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
