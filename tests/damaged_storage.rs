@@ -49,6 +49,22 @@ fn run(args: &[&str], extra: &[&Path]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `maintenance` against the registry's storage, proving its freeze through its URL.
+fn maintain(reg: &DemoRegistry, policy: &Path) -> Output {
+    run(&["maintenance", "-f"], &[policy, Path::new("--config"), &reg.config_path(), Path::new("--url"), Path::new(&reg.url())])
+}
+
+/// The registry, a temp dir with the policy, and a pristine copy of the filled storage that
+/// `restore_tree` puts back between cases.
+async fn damage_bench() -> (DemoRegistry, tempfile::TempDir, PathBuf, PathBuf) {
+    let reg = two_repositories().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path());
+    let pristine = dir.path().join("pristine");
+    copy_tree(reg.layout().root(), &pristine);
+    (reg, dir, policy, pristine)
+}
+
 fn policy_file(dir: &Path) -> PathBuf {
     let p = dir.join("policy.yaml");
     std::fs::write(&p, POLICY).unwrap();
@@ -113,12 +129,8 @@ fn damages() -> Vec<(&'static str, Damage)> {
 
 #[tokio::test]
 async fn a_repository_whose_tags_cannot_be_proven_deletes_nothing_and_the_rest_is_swept() {
-    let mut reg = two_repositories().await;
+    let (mut reg, _dir, policy, pristine) = damage_bench().await;
     let layout = reg.layout();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path());
-    let pristine = dir.path().join("pristine");
-    copy_tree(layout.root(), &pristine);
     for (name, damage) in damages() {
         restore_tree(&pristine, layout.root());
         damage(&layout.tag_current_link("damaged", "old-2"));
@@ -137,7 +149,7 @@ async fn a_repository_whose_tags_cannot_be_proven_deletes_nothing_and_the_rest_i
     let fifo = damages().into_iter().find(|d| d.0 == "fifo").unwrap().1;
     fifo(&layout.tag_current_link("damaged", "old-2"));
     reg.restart(true).await.unwrap();
-    let out = run(&["maintenance", "-f"], &[&policy, Path::new("--config"), &reg.config_path(), Path::new("--url"), Path::new(&reg.url())]);
+    let out = maintain(&reg, &policy);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("damaged/_manifests/tags/old-2/current/link"), "the problem is reported with its path: {stderr}");
@@ -186,12 +198,8 @@ async fn an_unreadable_tag_link_as_a_non_root_user_keeps_its_repository() {
 
 #[tokio::test]
 async fn what_garbage_collect_fails_on_is_refused_before_anything_changes() {
-    let mut reg = two_repositories().await;
+    let (mut reg, _dir, policy, pristine) = damage_bench().await;
     let layout = reg.layout();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path());
-    let pristine = dir.path().join("pristine");
-    copy_tree(layout.root(), &pristine);
     let revision = |layout: &Layout| {
         let revs = layout.revisions("healthy");
         std::fs::read_dir(&revs).unwrap().next().unwrap().unwrap().path().join("link")
@@ -248,8 +256,7 @@ async fn what_garbage_collect_fails_on_is_refused_before_anything_changes() {
         restore_tree(&pristine, layout.root());
         let path = damage(&layout);
         let before = fingerprint(layout.root());
-        let out =
-            run(&["maintenance", "-f"], &[&policy, Path::new("--config"), &reg.config_path(), Path::new("--url"), Path::new(&reg.url())]);
+        let out = maintain(&reg, &policy);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{name}: {stderr}");
         assert!(stderr.contains(&path.display().to_string()), "{name}: names {}: {stderr}", path.display());
@@ -261,7 +268,7 @@ async fn what_garbage_collect_fails_on_is_refused_before_anything_changes() {
     restore_tree(&pristine, layout.root());
     std::fs::write(layout.v2().join("blobs/README"), "hand-written").unwrap();
     std::fs::write(layout.blobs().join("notes.txt"), "hand-written").unwrap();
-    let out = run(&["maintenance", "-f"], &[&policy, Path::new("--config"), &reg.config_path(), Path::new("--url"), Path::new(&reg.url())]);
+    let out = maintain(&reg, &policy);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(layout.v2().join("blobs/README").exists() && layout.blobs().join("notes.txt").exists());
 }
