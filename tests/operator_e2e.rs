@@ -568,35 +568,8 @@ async fn two_replicas_one_leader_and_a_takeover() {
     cluster.server.create_namespace(OPERATOR_NAMESPACE).unwrap();
     let kubeconfig = cluster.dir.path().join("operator-kubeconfig");
     cluster.server.write_kubeconfig(&kubeconfig, Some(OPERATOR_USER));
-    let replica = |name: &str| {
-        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
-            .args(["operator", &format!("--listen={listen}"), &format!("--image={OPERATOR_IMAGE}"), "--poll-seconds=1"])
-            .args(["--leader-election", "--lease-name=sweeper-regsweep"])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
-            .env("POD_NAME", name)
-            .env("REGSWEEP_LOG_FORMAT", "json")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        (name.to_string(), listen, child)
-    };
-    let mut replicas = vec![replica("replica-a"), replica("replica-b")];
-    for (name, listen, _) in &replicas {
-        wait_for(&format!("{name} to be ready"), Duration::from_secs(30), || async {
-            reqwest::get(format!("http://{listen}/readyz")).await.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-    }
-    let holder = || {
-        cluster
-            .server
-            .get("coordination.k8s.io/v1/leases", OPERATOR_NAMESPACE, "sweeper-regsweep")
-            .map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or_default().to_string())
-    };
+    let mut replicas = start_replicas(&kubeconfig, &["replica-a", "replica-b"]).await;
+    let holder = || lease_holder(&cluster);
     wait_for("a leader", Duration::from_secs(30), || async { holder().is_some() }).await;
     let leader = holder().unwrap();
 
@@ -621,6 +594,88 @@ async fn two_replicas_one_leader_and_a_takeover() {
     assert!(verify.is_ok(), "{:?}", verify.problems);
     let requests = assert_requests_permitted(&cluster, None);
     assert!(requests.iter().any(|r| r.resource == "leases" && r.verb == "update"), "the Lease was renewed or taken over");
+}
+
+/// `regsweep operator` processes configured as the chart's multi-replica install is, each
+/// waited for until ready: (name, metrics address, process).
+async fn start_replicas(kubeconfig: &Path, names: &[&str]) -> Vec<(String, SocketAddr, tokio::process::Child)> {
+    let mut replicas = Vec::new();
+    for name in names {
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+            .args(["operator", &format!("--listen={listen}"), &format!("--image={OPERATOR_IMAGE}"), "--poll-seconds=1"])
+            .args(["--leader-election", "--lease-name=sweeper-regsweep"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+            .env("POD_NAME", name)
+            .env("REGSWEEP_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        replicas.push((name.to_string(), listen, child));
+    }
+    for (name, listen, _) in &replicas {
+        wait_for(&format!("{name} to be ready"), Duration::from_secs(30), || async {
+            reqwest::get(format!("http://{listen}/readyz")).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+    replicas
+}
+
+fn lease_holder(cluster: &Cluster) -> Option<String> {
+    cluster
+        .server
+        .get("coordination.k8s.io/v1/leases", OPERATOR_NAMESPACE, "sweeper-regsweep")
+        .map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or_default().to_string())
+}
+
+/// A leader whose Lease renewals fail stops acting before the Lease can expire for the
+/// standby (15 s): it exits, non-zero, within two thirds of the duration after its last
+/// renewal, and the standby leads once renewals work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_that_cannot_renew_its_lease_stops_before_the_standby_may_take_over() {
+    let cluster = start().await;
+    cluster.server.create_namespace(OPERATOR_NAMESPACE).unwrap();
+    let kubeconfig = cluster.dir.path().join("operator-kubeconfig");
+    cluster.server.write_kubeconfig(&kubeconfig, Some(OPERATOR_USER));
+    let mut replicas = start_replicas(&kubeconfig, &["replica-a", "replica-b"]).await;
+    wait_for("a leader", Duration::from_secs(30), || async { lease_holder(&cluster).is_some() }).await;
+    let leader = lease_holder(&cluster).unwrap();
+    let renewed = || {
+        cluster.server.get("coordination.k8s.io/v1/leases", OPERATOR_NAMESPACE, "sweeper-regsweep").and_then(|l| {
+            l["spec"]["renewTime"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+        })
+    };
+    // Let it renew once, so the fault starts from a renewal the test knows.
+    let first = renewed().unwrap();
+    wait_for("a renewal", Duration::from_secs(15), || async { renewed().is_some_and(|t| t > first) }).await;
+
+    cluster.server.inject_fault("update", "leases", 500);
+    let last_renewal = renewed().unwrap();
+    let at = replicas.iter().position(|(name, _, _)| *name == leader).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), replicas[at].2.wait())
+        .await
+        .expect("the leader whose renewals fail must exit; it kept running")
+        .unwrap();
+    let stopped = chrono::Utc::now();
+    assert!(!status.success(), "stepping down is a failure the Deployment restarts: {status}");
+    let held = (stopped - last_renewal).to_std().unwrap();
+    assert!(held < Duration::from_secs(15), "it exited {held:?} after its last renewal, after the Lease (15 s) may have expired");
+    assert_eq!(lease_holder(&cluster).as_deref(), Some(leader.as_str()), "nobody else could take the Lease meanwhile");
+
+    cluster.server.clear_faults();
+    let standby = replicas[1 - at].0.clone();
+    wait_for("the standby to take the Lease", Duration::from_secs(45), || async {
+        lease_holder(&cluster).as_deref() == Some(standby.as_str())
+    })
+    .await;
+    assert!(replicas[1 - at].2.try_wait().unwrap().is_none(), "the standby keeps running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,6 +137,48 @@ async fn a_second_sweep_on_the_same_storage_is_refused_and_changes_nothing() {
     assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
 }
 
+/// A sweep killed (SIGKILL, nothing to clean up with) while it starts its private registry
+/// must not leave that registry running: between fork and exec the child arms its
+/// parent-death signal, and a parent that died before then must not get a registry.
+#[tokio::test]
+async fn a_sweep_killed_while_starting_its_private_registry_leaves_none_running() {
+    let reg = frozen_with_old_tags(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let policy = policy(dir.path());
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "maintenance", "-f"])
+        .arg(&policy)
+        .arg("--config")
+        .arg(reg.config_path())
+        .args(["--url", &reg.url()])
+        .env("RUST_LOG", "regsweep=debug")
+        .env("TMPDIR", &tmp)
+        .env("REGSWEEP_TEST_SPAWN_DELAY_MS", "1500")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // After the collector's check (its own fork waited 1.5 s too), the journal is written and
+    // the private registry forked: it waits in its 1.5 s window before exec.
+    wait_for(&mut child, "garbage-collect finished");
+    drain(&mut child);
+    std::thread::sleep(StdDuration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(StdDuration::from_secs(3));
+    let ours = tmp.display().to_string();
+    let left = processes_mentioning(&ours);
+    for p in &left {
+        if let Some(pid) = p.split(':').next().and_then(|pid| pid.parse::<i32>().ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    assert!(left.is_empty(), "a private registry outlived the killed sweep: {left:?}");
+}
+
 #[tokio::test]
 async fn sigterm_stops_new_deletes_stops_the_private_registry_and_cleans_up() {
     let reg = frozen_with_old_tags(150).await;

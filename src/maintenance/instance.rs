@@ -73,10 +73,27 @@ pub fn controlled_command(bin: &Path, env: &[(String, String)]) -> tokio::proces
     // Its own process group, so stopping it stops what it started too (a wrapper script
     // passed as --registry-bin), and a terminal's Ctrl-C reaches regsweep alone.
     cmd.process_group(0);
-    // SAFETY: the closure runs between fork and exec; prctl(PR_SET_PDEATHSIG) is a single
-    // async-signal-safe syscall that allocates nothing.
+    // The parent-death signal is only armed once the child has set it: a parent killed
+    // between fork and prctl would leave the child running (a delete-enabled registry with
+    // no auth), so the child checks that its parent is still the one that forked it.
+    let parent = nix::unistd::getpid();
+    // Fault injection for the tests: widens the window between fork and prctl, where a
+    // parent killed by SIGKILL used to leave its child running.
+    let delay_us: u32 =
+        std::env::var("REGSWEEP_TEST_SPAWN_DELAY_MS").ok().and_then(|v| v.parse::<u32>().ok()).map_or(0, |ms| ms.saturating_mul(1000));
+    // SAFETY: the closure runs between fork and exec; usleep, prctl(PR_SET_PDEATHSIG) and
+    // getppid are async-signal-safe syscalls, and the error path allocates nothing.
     unsafe {
-        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from));
+        cmd.pre_exec(move || {
+            if delay_us > 0 {
+                nix::libc::usleep(delay_us);
+            }
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
     }
     tokio::process::Command::from(cmd)
 }

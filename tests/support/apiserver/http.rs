@@ -27,6 +27,17 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub addr: SocketAddr,
     pub requests: Mutex<Vec<ResourceRequest>>,
+    /// Injected failures: a request matching one is recorded, then answered with its error.
+    pub faults: Mutex<Vec<Fault>>,
+}
+
+/// A failure the server answers instead of doing the request (a test's stand-in for an
+/// overloaded or partitioned API server): every request with this verb on this resource.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub verb: String,
+    pub resource: String,
+    pub code: u16,
 }
 
 impl Shared {
@@ -229,6 +240,10 @@ fn resource(shared: &Arc<Shared>, group: &str, version: &str, rest: &[&str], r: 
         name: name.map(String::from),
     });
     drop(requests);
+    let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|f| f.verb == verb && f.resource == rest[0]).cloned();
+    if let Some(f) = fault {
+        return Err(ApiError::new(f.code, "InternalError", format!("injected fault: {verb} {} fails with {}", rest[0], f.code)));
+    }
     let ns_str = ns.clone().unwrap_or_default();
     let method = r.method.clone();
     match (method, name) {

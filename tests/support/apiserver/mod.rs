@@ -60,7 +60,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 pub use error::ApiError;
-pub use http::ResourceRequest;
+pub use http::{Fault, ResourceRequest};
 
 use patch::{PatchOpts, PatchType};
 use resources::Target;
@@ -123,7 +123,7 @@ impl ApiServer {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("local address");
-        let shared = Arc::new(http::Shared { store: Mutex::new(Store::new()), addr, requests: Mutex::default() });
+        let shared = Arc::new(http::Shared { store: Mutex::new(Store::new()), addr, requests: Mutex::default(), faults: Mutex::default() });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(shared.clone());
         let thread = std::thread::Builder::new()
@@ -183,6 +183,17 @@ impl ApiServer {
         let mut config = kube::Config::new(self.url().parse().expect("url"));
         config.auth_info.token = Some(user.to_string().into());
         kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// From now on, every `verb` request on `resource` (plural, any namespace) fails with `code`.
+    pub fn inject_fault(&self, verb: &str, resource: &str, code: u16) {
+        let fault = Fault { verb: verb.into(), resource: resource.into(), code };
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).push(fault);
+    }
+
+    /// Ends every injected fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Every resource request `user` has made so far, in order.
