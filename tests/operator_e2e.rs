@@ -928,3 +928,50 @@ async fn wait_sweep_running(cluster: &Cluster) {
     })
     .await;
 }
+
+/// The operator comes back (after an upgrade, say) long after a scheduled tick: with a
+/// starting deadline the tick is skipped and reported (Event, status) and the registry is
+/// left alone; without one the tick runs at once, as a CronJob's would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_missed_beyond_its_starting_deadline_is_skipped_and_reported() {
+    use chrono::{Datelike, TimeZone, Utc};
+    let cluster = filled().await;
+    let before = template(&cluster).await;
+    let year = Utc::now().year();
+    let (last_tick, next_tick) =
+        (Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap(), Utc.with_ymd_and_hms(year + 1, 1, 1, 0, 0, 0).unwrap());
+    for (name, deadline) in [("late", Some(300)), ("no-deadline", None)] {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&named_policy(&cluster, name, name == "no-deadline")).unwrap();
+        doc["spec"]["schedule"] = "0 0 1 1 *".into();
+        if let Some(d) = deadline {
+            doc["spec"]["startingDeadlineSeconds"] = d.into();
+        }
+        cluster.apply(&format!("{name}.yaml"), &serde_yaml::to_string(&doc).unwrap());
+        // What the operator wrote before it went away: the tick a year before the last one.
+        let previous = Utc.with_ymd_and_hms(year - 1, 1, 1, 0, 0, 0).unwrap();
+        cluster
+            .server
+            .patch_status(
+                "regsweep.dev/v1alpha1/registrycleanuppolicies",
+                "registry",
+                name,
+                serde_json::json!({"status": {"lastScheduleTime": previous.to_rfc3339()}}),
+            )
+            .unwrap();
+    }
+    let _operator = start_operator(&cluster);
+
+    let ran = wait_finished(&cluster, "no-deadline").await;
+    assert_eq!(ran.result, regsweep::operator::phase::RunResult::Succeeded, "{}", ran.message);
+    wait_for("the missed tick to be reported", Duration::from_secs(30), || async {
+        cluster.server.list("events.k8s.io/v1/events", "registry").iter().any(|e| {
+            e["reason"] == "MissedSchedule" && e["regarding"]["name"] == "late" && e["note"].as_str().is_some_and(|n| n.contains("300s"))
+        })
+    })
+    .await;
+    let status = status_of(&cluster, "late").await.unwrap();
+    assert!(status.last_run.is_none() && status.run.is_none(), "the missed tick did not run: {status:?}");
+    assert_eq!(status.last_schedule_time, Some(last_tick), "the skipped tick is recorded, so it is not run later either");
+    assert_eq!(status.next_run_time, Some(next_tick));
+    assert_eq!(template(&cluster).await, before, "the registry was never frozen for it");
+}
