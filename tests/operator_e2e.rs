@@ -975,3 +975,27 @@ async fn a_schedule_missed_beyond_its_starting_deadline_is_skipped_and_reported(
     assert_eq!(status.next_run_time, Some(next_tick));
     assert_eq!(template(&cluster).await, before, "the registry was never frozen for it");
 }
+
+/// In a namespace with a ResourceQuota on compute resources every container of every pod
+/// must declare them, the sweep's init container too: otherwise the sweep pod is refused
+/// while the registry waits frozen. The policy's `maintenance.resources` go to the sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sweep_runs_in_a_namespace_whose_resource_quota_requires_resources() {
+    let cluster = filled().await;
+    let resources = r#"{"requests":{"cpu":"50m","memory":"64Mi"},"limits":{"cpu":"500m","memory":"256Mi"}}"#;
+    let registry_patch = format!(r#"[{{"op":"add","path":"/spec/template/spec/containers/0/resources","value":{resources}}}]"#);
+    cluster.kubectl_ok(&["-n", "registry", "patch", "deploy", "docker-registry", "--type=json", "-p", &registry_patch]);
+    let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: compute, namespace: registry}\nspec:\n  hard: {requests.cpu: '4', requests.memory: 4Gi, limits.cpu: '8', limits.memory: 8Gi}\n";
+    cluster.apply("quota.yaml", quota);
+    let before = template(&cluster).await;
+    let _operator = start_operator(&cluster);
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&policy_yaml(&cluster, false)).unwrap();
+    doc["spec"]["maintenance"]["maxReadOnlyDuration"] = "60s".into();
+    doc["spec"]["maintenance"]["resources"] = serde_yaml::from_str(resources).unwrap();
+    cluster.apply("policy.yaml", &serde_yaml::to_string(&doc).unwrap());
+    let run = wait_finished(&cluster, "demo").await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert_thawed(&cluster, &before).await;
+    let sweep_pods = cluster.server.requests_by("").into_iter().filter(|r| r.verb == "create" && r.resource == "pods").count();
+    assert!(sweep_pods >= 1, "the kubelet created pods through the quota");
+}

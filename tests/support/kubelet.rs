@@ -15,7 +15,8 @@
 //!   object goes once the process has exited.
 //!
 //! Simplified: one replica per Deployment at most; hostPath volumes are used as they are (so
-//! tests mount host directories at their own paths); no restarts, probes or resource limits.
+//! tests mount host directories at their own paths); no restarts, probes or resource limits (but the API server's
+//! ResourceQuota admission applies to the pods it creates).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -256,14 +257,9 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
     }
     let termination = dir.path().join("termination-log");
     mounts.insert("/dev/termination-log".into(), termination.clone());
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": JobStatus { start_time: Some(now.clone()), active: Some(1), ..Default::default() }})),
-    )
-    .await?;
-    // The pod exists while it runs (phase Running), as on a real node.
+    // The pod exists while it runs (phase Running), as on a real node. A pod the API server
+    // refuses (a ResourceQuota, say) never runs: the Job stays without an active pod, as the
+    // real Job controller leaves it while it retries.
     let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod_name = format!("{name}-pod");
@@ -273,6 +269,13 @@ async fn run_job(client: &Client, ns: &str, images: &Images, job: Job) -> anyhow
         status: None,
     };
     pods.create(&PostParams::default(), &pod).await?;
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": JobStatus { start_time: Some(now.clone()), active: Some(1), ..Default::default() }})),
+    )
+    .await?;
     pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running"}}))).await?;
     let mut exit_ok = true;
     let mut logs = String::new();

@@ -274,6 +274,9 @@ fn resource(shared: &Arc<Shared>, group: &str, version: &str, rest: &[&str], r: 
         (Method::POST, None) => {
             let obj = r.json_body()?;
             let mut store = shared.store();
+            if t.rt.group.is_empty() && t.rt.plural == "pods" {
+                super::admission::quota_admits(&store, &ns_str, &obj)?;
+            }
             let created = store.create(&t, &ns_str, obj, &r.write_opts(false))?;
             Ok(json_response(201, &render_one(&t, &created, r, store.resource_version())))
         }

@@ -18,13 +18,16 @@
 //! termination), `http.rs` (routes), `discovery.rs` (discovery and a minimal OpenAPI v3),
 //! `patch.rs`, `apply.rs` (server-side apply), `watch.rs`, `table.rs` (server-side printing),
 //! `selector.rs`, `schema.rs` (CRD pruning and defaults), `protobuf.rs` (kubectl create's
-//! request bodies), `resources.rs` (the types), `error.rs` (Status).
+//! request bodies), `resources.rs` (the types), `error.rs` (Status), `admission.rs` (the one
+//! admission rule kept: ResourceQuota's "must specify"). [`ApiServer::inject_fault`] makes
+//! chosen requests fail.
 //!
 //! Every request to a resource is logged with its verb and the bearer token sent
 //! ([`ApiServer::client_as`], [`ApiServer::requests_by`]), so a test can check what a client
 //! asked for against the RBAC it would need.
 //!
-//! Simplified compared to kube-apiserver: no authentication, authorization or admission;
+//! Simplified compared to kube-apiserver: no authentication or authorization, and of
+//! admission only ResourceQuota's check that pods declare the quota's resources (no usage);
 //! responses are always JSON and protobuf request bodies are decoded only for the types
 //! `kubectl create` makes; built-in types get a handful of defaults (Secret type, Service type,
 //! replicas, Pod/Namespace phase) and no validation beyond names (a Secret's `stringData` is
@@ -39,6 +42,7 @@
 //! strategic merge and server-side apply are simplified (see `patch.rs` and `apply.rs`).
 #![allow(dead_code)]
 
+mod admission;
 mod apply;
 mod discovery;
 mod error;

@@ -165,6 +165,7 @@ pub fn builtins() -> Vec<ResourceType> {
             vec![col("Status", "string", ".status.phase"), col("Node", "string", ".spec.nodeName")],
         ),
         builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false, false, vec![]),
+        builtin("", "v1", "resourcequotas", "ResourceQuota", true, &["quota"], false, true, vec![]),
         builtin("", "v1", "secrets", "Secret", true, &[], false, false, vec![col("Type", "string", ".type")]),
         builtin(
             "",
