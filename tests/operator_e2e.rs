@@ -999,3 +999,29 @@ async fn a_sweep_runs_in_a_namespace_whose_resource_quota_requires_resources() {
     let sweep_pods = cluster.server.requests_by("").into_iter().filter(|r| r.verb == "create" && r.resource == "pods").count();
     assert!(sweep_pods >= 1, "the kubelet created pods through the quota");
 }
+
+/// The controller's cache lags behind the operator's own writes (watch events arrive 3 s
+/// late): a reconcile that starts from the stale copy must not overwrite the run in flight
+/// (it used to report "lock held" on the stale status, which erased the run and leaked the
+/// lock). The run still freezes, sweeps, thaws and reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_watch_cache_never_loses_the_run_in_flight() {
+    let cluster = filled().await;
+    cluster.server.delay_watches(Duration::from_millis(3000));
+    let before = template(&cluster).await;
+    let _operator = start_operator(&cluster);
+    cluster.apply("policy.yaml", &policy_yaml(&cluster, false));
+    let run = wait_finished(&cluster, "demo").await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert_thawed(&cluster, &before).await;
+    // From the run's start to its end, every stored version of the policy carries it.
+    let versions = cluster.server.versions("regsweep.dev/v1alpha1/registrycleanuppolicies", "registry", "demo");
+    let status = |v: &serde_json::Value, k: &str| v["status"][k].clone();
+    let started = versions.iter().position(|v| !status(v, "run").is_null()).expect("the run was recorded");
+    let ended = versions.iter().position(|v| !status(v, "lastRun").is_null()).expect("the run ended");
+    for v in &versions[started..ended] {
+        assert!(!status(v, "run").is_null(), "the run in flight was erased from the status: {:#}", v["status"]);
+    }
+    let own_lock = cluster.server.list("events.k8s.io/v1/events", "registry").into_iter().find(|e| e["reason"] == "RegistryLocked");
+    assert!(own_lock.is_none(), "the policy was told its own run holds the lock: {own_lock:?}");
+}

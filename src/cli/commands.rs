@@ -78,6 +78,7 @@ pub async fn run(command: Command) -> CliResult {
             concurrency,
             run_id,
             allow_redis_cache,
+            untag_via_api,
             output,
         } => {
             // First, so a SIGTERM at any later point (PID 1 in a container included) stops cleanly.
@@ -109,6 +110,7 @@ pub async fn run(command: Command) -> CliResult {
                 run_id: run_id.unwrap_or_else(regsweep::policy::RunState::new_id),
                 interrupt: interrupt.clone(),
                 allow_redis_cache,
+                untag_on_storage: !untag_via_api,
             };
             let outcome = run_maintenance(opts).await.map_err(|e| Failure {
                 exit_code: match &e {

@@ -193,6 +193,10 @@ pub enum Command {
         /// after the sweep (it survives the restart and would describe deleted blobs).
         #[arg(long)]
         allow_redis_cache: bool,
+        /// Leave all untagging to the registry's manifest DELETE instead of removing the
+        /// planned tags on the frozen storage first (slower: O(tags²) per repository).
+        #[arg(long)]
+        untag_via_api: bool,
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },

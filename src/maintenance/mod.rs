@@ -12,3 +12,4 @@ pub mod lock;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod untag;

@@ -13,6 +13,7 @@ use crate::units;
 
 use super::delete::DeleteStats;
 use super::gc::GcOutcome;
+use super::untag::UntagStats;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,6 +30,9 @@ pub struct MaintenanceReport {
     /// Deletions approved by an interrupted run's journal that this run finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed: Option<Resumed>,
+    /// Planned tags removed on the frozen storage before the deletes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untag: Option<UntagStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete: Option<DeleteStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +74,8 @@ pub struct Timings {
     pub plan_ms: u64,
     /// `garbage-collect --dry-run` before the first delete: proof it accepts the storage.
     pub gc_check_ms: u64,
+    /// Removing the planned tags on the frozen storage (see `untag`).
+    pub untag_ms: u64,
     pub delete_ms: u64,
     pub gc_ms: u64,
     pub prune_ms: u64,

@@ -29,6 +29,7 @@ use super::interrupt::Interrupt;
 use super::journal::Journal;
 use super::lock::StorageLock;
 use super::report::{MaintenanceReport, Resumed, Timings};
+use super::untag::untag_planned;
 use crate::plan::{self, Plan, Protection};
 use crate::policy::RegistryCleanupPolicy;
 use crate::registry::client::redact_url;
@@ -63,6 +64,9 @@ pub struct MaintenanceOptions {
     pub interrupt: Interrupt,
     /// Sweep although the registry caches blob descriptors in Redis (the caller flushes it).
     pub allow_redis_cache: bool,
+    /// Remove the planned tags on the frozen storage before the deletes (see
+    /// [`super::untag`]); false leaves all untagging to the registry's DELETE (O(N²)).
+    pub untag_on_storage: bool,
 }
 
 impl MaintenanceOptions {
@@ -83,6 +87,7 @@ impl MaintenanceOptions {
             run_id: crate::policy::RunState::new_id(),
             interrupt: Interrupt::none(),
             allow_redis_cache: false,
+            untag_on_storage: true,
         }
     }
 }
@@ -187,6 +192,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         warnings: plan.warnings.clone(),
         snapshot_problems: snapshot.problems.len(),
         resumed,
+        untag: None,
         delete: None,
         gc: None,
         prune: None,
@@ -244,6 +250,21 @@ async fn sweep(
             .map_err(|e| MaintenanceError::Storage(format!("cannot write the sweep journal under {}: {e}", layout.root().display())))?;
         tracing::info!(deletions = deletions.len(), "journal of approved deletions written");
         check(interrupt, "before the deletes")?;
+        if opts.untag_on_storage {
+            let t = Instant::now();
+            let untagged = untag_planned(layout, plan, &interrupt.flag())
+                .map_err(|e| MaintenanceError::Storage(format!("{e}; rerun to finish (the journal approves the deletions)")))?;
+            report.timings.untag_ms = ms(t);
+            let interrupted_here = untagged.interrupted;
+            report.untag = Some(untagged);
+            if interrupted_here {
+                return Err(interrupted(
+                    interrupt,
+                    "while untagging",
+                    "some planned tags were removed, no manifest deleted; rerun to finish (the journal approves them)",
+                ));
+            }
+        }
         let t = Instant::now();
         let log = work.join("private-registry.log");
         let instance = RegistryProcess::start(bin, &private_config, private.env.clone(), addr, Some(log)).await?;

@@ -29,10 +29,16 @@ use crate::policy::{RegistryCleanupPolicy, RegistryCleanupPolicyStatus, RunState
 pub const FINALIZER: &str = "regsweep.dev/thaw";
 const HISTORY: usize = 5;
 
-pub async fn reconcile(policy: Arc<RegistryCleanupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(cached: Arc<RegistryCleanupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
-    let ns = policy.namespace().unwrap_or_default();
+    let ns = cached.namespace().unwrap_or_default();
     let api: Api<RegistryCleanupPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    // The controller's cache can lag behind this operator's own last status write (a requeue
+    // comes before the watch event): deciding from it would start the run in flight again
+    // and overwrite its status. Every reconcile starts from the object as stored now.
+    let Some(policy) = api.get_opt(&cached.name_any()).await?.map(Arc::new) else {
+        return Ok(Action::await_change());
+    };
     let result = finalizer(&api, FINALIZER, policy.clone(), |event| async {
         match event {
             Finalizer::Apply(p) => apply(&p, &ctx).await,
@@ -56,13 +62,19 @@ async fn report_error(p: &RegistryCleanupPolicy, ctx: &Context, e: &Error) {
     if matches!(e, Error::StillThawing) {
         return;
     }
-    let mut status = p.status.clone().unwrap_or_default();
+    let status = p.status.clone().unwrap_or_default();
     let message = format!("{e}; retrying");
-    status.observed_generation = p.metadata.generation;
-    conditions::set(&mut status.conditions, conditions::READY, false, e.reason(), &message, p.metadata.generation, Utc::now());
-    match write_status_if_changed(p, ctx, status).await {
-        Ok(true) => publish(ctx, p, EventType::Warning, e.reason(), "Reconcile", &message).await,
-        Ok(false) => {}
+    let mut conditions = status.conditions.clone();
+    conditions::set(&mut conditions, conditions::READY, false, e.reason(), &message, p.metadata.generation, Utc::now());
+    if conditions == status.conditions && status.observed_generation == p.metadata.generation {
+        return;
+    }
+    // Only the conditions and observedGeneration: the run's own state is not this path's to
+    // write (it may have moved on since `p` was read).
+    let patch = json!({ "status": { "conditions": conditions, "observedGeneration": p.metadata.generation } });
+    let api: Api<RegistryCleanupPolicy> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+    match api.patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+        Ok(_) => publish(ctx, p, EventType::Warning, e.reason(), "Reconcile", &message).await,
         Err(write) => tracing::warn!(policy = %p.name_any(), error = %write, "cannot report a reconcile error on the policy"),
     }
 }

@@ -29,6 +29,8 @@ pub struct Shared {
     pub requests: Mutex<Vec<ResourceRequest>>,
     /// Injected failures: a request matching one is recorded, then answered with its error.
     pub faults: Mutex<Vec<Fault>>,
+    /// How late watch events are delivered (zero: at once).
+    pub watch_delay: Mutex<std::time::Duration>,
 }
 
 /// A failure the server answers instead of doing the request (a test's stand-in for an

@@ -127,7 +127,13 @@ impl ApiServer {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("local address");
-        let shared = Arc::new(http::Shared { store: Mutex::new(Store::new()), addr, requests: Mutex::default(), faults: Mutex::default() });
+        let shared = Arc::new(http::Shared {
+            store: Mutex::new(Store::new()),
+            addr,
+            requests: Mutex::default(),
+            faults: Mutex::default(),
+            watch_delay: Mutex::default(),
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(shared.clone());
         let thread = std::thread::Builder::new()
@@ -195,6 +201,12 @@ impl ApiServer {
         self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).push(fault);
     }
 
+    /// Watches started from now on deliver each change `delay` late, so a client's cache lags
+    /// behind its own writes (a slow or distant API server).
+    pub fn delay_watches(&self, delay: std::time::Duration) {
+        *self.shared.watch_delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
+    }
+
     /// Ends every injected fault.
     pub fn clear_faults(&self) {
         self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -249,6 +261,19 @@ impl ApiServer {
     /// An object as GET returns it (`ns` is ignored for cluster-scoped types).
     pub fn get(&self, gvr: impl Into<Gvr>, ns: &str, name: &str) -> Option<Value> {
         self.with_target(gvr, |s, t| s.get(t, ns, name)).ok()
+    }
+
+    /// Every stored version of one object, oldest first (from the watch history: empty after
+    /// [`ApiServer::compact`]).
+    pub fn versions(&self, gvr: impl Into<Gvr>, ns: &str, name: &str) -> Vec<Value> {
+        let Ok(key) = self.with_target(gvr, |_, t| Ok(t.key())) else { return Vec::new() };
+        let store = self.shared.store();
+        let history = store.events_since(0).unwrap_or_default();
+        history
+            .iter()
+            .filter(|e| e.key == key && e.ns == ns && e.object.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+            .map(|e| e.object.clone())
+            .collect()
     }
 
     /// Every object of a type in `ns` ("" for all namespaces / cluster-scoped), by namespace and name.

@@ -130,6 +130,32 @@ pub fn watch(shared: &Arc<Shared>, t: Target, ns: Option<String>, sel: Selectors
     };
 
     let (tx, body_rx) = mpsc::channel::<Bytes>(256);
+    // With a watch delay (a lagging cache, as behind a slow API server), every event reaches
+    // this watcher that much later, in order.
+    let delay = *shared.watch_delay.lock().unwrap_or_else(|e| e.into_inner());
+    let tx = if delay.is_zero() {
+        tx
+    } else {
+        let (delayed_tx, mut delayed_rx) = mpsc::channel::<(tokio::time::Instant, Bytes)>(4096);
+        let out = tx.clone();
+        tokio::spawn(async move {
+            while let Some((due, line)) = delayed_rx.recv().await {
+                tokio::time::sleep_until(due).await;
+                if out.send(line).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (relay_tx, mut relay_rx) = mpsc::channel::<Bytes>(256);
+        tokio::spawn(async move {
+            while let Some(line) = relay_rx.recv().await {
+                if delayed_tx.send((tokio::time::Instant::now() + delay, line)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        relay_tx
+    };
     tokio::spawn(async move {
         for l in lines {
             if tx.send(l).await.is_err() {
