@@ -6,7 +6,6 @@
 //!
 //! Results are appended to `bench/RESULTS.md` with the machine and the command.
 
-use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,9 @@ use chrono::Utc;
 use futures::StreamExt;
 use regsweep::demo::DemoRegistry;
 use regsweep::fixture::{Format, push_image};
+
+#[path = "results.rs"]
+mod results;
 
 const REPOSITORIES: usize = 200;
 const TAGS_PER_REPOSITORY: usize = 20;
@@ -122,10 +124,9 @@ async fn run() -> anyhow::Result<()> {
     let mib = peak_rss as f64 / (1024.0 * 1024.0);
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let row = format!(
-        "| {} | {} cores, {} | {REPOSITORIES}×{TAGS_PER_REPOSITORY} | {:.0} ms | {:.0} ms | {ratio:.2} ({}) | {deleted} of {planned} at {per_second:.0}/s ({}) | {mib:.1} MiB ({}) | {:.1} s |",
+        "| {} | {} | {REPOSITORIES}×{TAGS_PER_REPOSITORY} | {:.0} ms | {:.0} ms | {ratio:.2} ({}) | {deleted} of {planned} at {per_second:.0}/s ({}) | {mib:.1} MiB ({}) | {:.1} s |",
         Utc::now().format("%Y-%m-%d"),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        std::env::consts::ARCH,
+        results::machine(),
         gc_dry_run.as_secs_f64() * 1000.0,
         snapshot_and_plan.as_secs_f64() * 1000.0,
         verdict(ratio <= 0.5),
@@ -134,19 +135,12 @@ async fn run() -> anyhow::Result<()> {
         maintenance.as_secs_f64(),
     );
     println!("{row}");
-    let results = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/RESULTS.md");
-    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/bench"))?;
-    let fresh = !std::path::Path::new(results).exists();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(results)?;
-    if fresh {
-        writeln!(f, "# Benchmark results\n\nCommand: `cargo bench --bench sweep` (goals in `benches/sweep.rs`).\n")?;
-        writeln!(
-            f,
-            "| date | machine | repos×tags | gc --dry-run | snapshot+plan | ratio (goal ≤ 0.5) | deletes (goal ≥ 400/s) | maintenance peak RSS (goal < 100 MiB) | maintenance wall |"
-        )?;
-        writeln!(f, "|---|---|---|---|---|---|---|---|---|")?;
-    }
-    writeln!(f, "{row}")?;
+    results::record(
+        "Sweep",
+        "Command: `cargo bench --bench sweep` (goals in `benches/sweep.rs`).",
+        "| date | machine | repos×tags | gc --dry-run | snapshot+plan | ratio (goal ≤ 0.5) | deletes (goal ≥ 400/s) | maintenance peak RSS (goal < 100 MiB) | maintenance wall |",
+        &row,
+    )?;
     if let Some(p) = reg.process.take() {
         p.stop().await;
     }

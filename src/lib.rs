@@ -13,5 +13,6 @@ pub mod plan;
 pub mod policy;
 pub mod registry;
 pub mod storage;
+pub mod synth;
 pub mod units;
 pub mod verify;

@@ -182,6 +182,7 @@ const KILL_POINTS: &[KillPoint] = &[
     kp("garbage-collect check running",               KEEP,   GC_CHECK_START,                                At(1),                 Within { until: GC_CHECK_END, fraction: 0.5, max_ms: 1000 }),
     kp("garbage-collect check done",                  DELETE, GC_CHECK_END,                                  At(1),                 Now),
     kp("journal written, instance starting",          KEEP,   GC_CHECK_END,                                  At(1),                 Within { until: STARTING, fraction: 0.5, max_ms: 1000 }),
+    kp("planned tags removed, no manifest deleted",   BOTH,   msg("planned tags removed from the frozen storage"), At(1),           Now),
     // The private instance.
     kp("private config derived",                      KEEP,   msg("private instance configuration derived"), At(1),                 Now),
     kp("private instance spawned, not ready",         BOTH,   STARTING,                                      At(1),                 Now),

@@ -13,6 +13,7 @@ use regsweep::demo::{DemoRegistry, fill};
 use regsweep::fixture::{Format, push_image, set_tag_pushed};
 use regsweep::maintenance::run::{MaintenanceOptions, run_maintenance};
 use regsweep::registry::RegistryClient;
+use regsweep::storage::prune::{PruneOptions, prune};
 
 const POLICY_EXTRA: &str = r#"    - repositories: ["ci/**"]
       keepLatest: 5
@@ -104,6 +105,12 @@ async fn untagging_on_storage_leaves_what_the_registrys_delete_leaves() {
     assert_eq!(untag.skipped, 0);
 
     assert_eq!(tree(layout.root()), tree(on_storage.layout().root()), "the same files after the sweep");
+    // The sweep's prune visits only what it changed; a full one finds nothing it missed.
+    for root in [layout.root(), on_storage.layout().root()] {
+        let full = prune(&regsweep::storage::Layout::new(root), &PruneOptions { dry_run: true, ..Default::default() });
+        assert!(!full.removed_anything() && full.problems.is_empty(), "a full prune after the sweep's targeted one: {full:?}");
+    }
+    assert!(storage.report.prune.as_ref().is_some_and(|p| p.removed_anything()), "the targeted prune removed the sweep's litter");
     via_api.restart(false).await.unwrap();
     on_storage.restart(false).await.unwrap();
     let (a, b) = (via_api.client().unwrap(), on_storage.client().unwrap());

@@ -1,6 +1,6 @@
 //! The executor's durable intent: before the first DELETE, the approved deletions are written
-//! to `<root>/.regsweep/journal.json` (fsynced, renamed into place); the file is removed once
-//! every one is done. A run that finds a journal was interrupted mid-delete (an index gone
+//! to `<root>/.regsweep/journal.json` (fsynced, renamed into place); the file is removed once the run
+//! has deleted, collected and pruned. A run that finds a journal was interrupted mid-delete (an index gone
 //! before its children, say): its deletions are *approved* for the next plan, which deletes
 //! those that are still untagged and kept by nothing — a tag pushed since, a kept index, a
 //! protection still win.

@@ -36,7 +36,7 @@ use crate::registry::client::redact_url;
 use crate::registry::{ClientOptions, RegistryClient, WriteProbe};
 use crate::storage::entry::{self, Kind, Listing};
 use crate::storage::layout::RESERVED_DIRS;
-use crate::storage::prune::{PruneOptions, prune};
+use crate::storage::prune::{PruneOptions, PruneScope, prune};
 use crate::storage::read::check_root;
 use crate::storage::usage::measure;
 use crate::storage::{Layout, read_storage};
@@ -44,6 +44,9 @@ use crate::storage::{Layout, read_storage};
 /// How long the collector's dry run before the first delete may take: minutes at most on
 /// the largest registries measured; a storage entry it cannot read makes it hang instead.
 const GC_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Repositories the sweep did not touch that prune still visits, picked at random each run.
+const LITTER_SWEEP_REPOSITORIES: usize = 64;
 
 pub struct MaintenanceOptions {
     pub policy: RegistryCleanupPolicy,
@@ -285,9 +288,6 @@ async fn sweep(
         }
         report.delete = Some(stats);
     }
-    if had_journal || !deletions.is_empty() {
-        Journal::remove(layout).map_err(|e| MaintenanceError::Storage(format!("cannot remove the sweep journal: {e}")))?;
-    }
     let done = format!("all {} deletions done", deletions.len());
     if interrupt.is_set() {
         return Err(interrupted(interrupt, "before garbage-collect", format!("{done}; rerun to collect")));
@@ -298,12 +298,27 @@ async fn sweep(
     report.timings.gc_ms = ms(t);
     let t = Instant::now();
     let upload_max_age = opts.upload_max_age.to_std().unwrap_or_default();
-    let pruned = prune(layout, &PruneOptions { upload_max_age, dry_run: false, stop: Some(interrupt.flag()) });
+    let scope = match &report.gc {
+        // The collector named every blob it deleted, and no interrupted run left litter in
+        // repositories this one did not touch: visit what this run changed.
+        Some(gc) if gc.eligible_blobs.len() == gc.blobs_eligible && !had_journal => PruneScope::Targeted {
+            repositories: deletions.iter().map(|d| d.repository.clone()).collect(),
+            blobs: gc.eligible_blobs.clone(),
+            litter_budget: LITTER_SWEEP_REPOSITORIES,
+        },
+        _ => PruneScope::Everything,
+    };
+    let pruned = prune(layout, &PruneOptions { upload_max_age, dry_run: false, stop: Some(interrupt.flag()), scope });
     if pruned.interrupted {
         return Err(interrupted(interrupt, "while pruning", format!("{done} and collected; rerun to finish pruning")));
     }
     report.prune = Some(pruned);
     report.timings.prune_ms = ms(t);
+    // Kept until now, so a run interrupted in the collector or the prune is followed by one
+    // that knows to prune everywhere this one deleted.
+    if had_journal || !deletions.is_empty() {
+        Journal::remove(layout).map_err(|e| MaintenanceError::Storage(format!("cannot remove the sweep journal: {e}")))?;
+    }
     report.usage_after = measure(layout).map_err(|e| MaintenanceError::Storage(e.to_string()))?;
     report.bytes_reclaimed = report.usage_before.total_bytes.saturating_sub(report.usage_after.total_bytes);
     Ok(())

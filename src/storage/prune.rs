@@ -19,7 +19,7 @@
 //! themselves: the collector fails with "Path not found" when either is missing. A second run
 //! removes nothing. A dry run reports exactly what a real run would remove.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -45,11 +45,26 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Set when the sweep is interrupted: pruning stops between repositories.
     pub stop: Option<Arc<AtomicBool>>,
+    pub scope: PruneScope,
+}
+
+/// What prune visits.
+#[derive(Clone, Debug, Default)]
+pub enum PruneScope {
+    /// Every repository and blob directory.
+    #[default]
+    Everything,
+    /// After a sweep: the repositories it deleted from and the blobs the collector deleted
+    /// (the plan and the collector's log name them all), plus up to `litter_budget` other
+    /// repositories picked at random, so litter from elsewhere (an abandoned upload, a link
+    /// left by a cross-repository mount) is still found over a few runs without walking the
+    /// whole storage every time.
+    Targeted { repositories: BTreeSet<String>, blobs: Vec<Digest>, litter_budget: usize },
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { upload_max_age: Duration::from_secs(24 * 3600), dry_run: false, stop: None }
+        PruneOptions { upload_max_age: Duration::from_secs(24 * 3600), dry_run: false, stop: None, scope: PruneScope::Everything }
     }
 }
 
@@ -478,6 +493,29 @@ impl Pruner<'_> {
         }
     }
 
+    /// The directories of the given blobs (those the collector deleted) and their prefixes,
+    /// by the same rules as [`Self::blobs`].
+    fn blobs_of(&mut self, digests: &[Digest]) {
+        let mut prefixes = BTreeSet::new();
+        for d in digests {
+            let Some(dir) = self.layout.blob_data(d).parent().map(Path::to_path_buf) else { continue };
+            if matches!(entry::kind_of(&dir), Ok(Some(Kind::Dir)))
+                && !self.present(&dir.join("data"))
+                && matches!(self.list(&dir), Some(e) if e.is_empty())
+            {
+                self.remove(&dir, Removal::EmptyBlobDir, true);
+            }
+            if let Some(prefix) = dir.parent() {
+                prefixes.insert(prefix.to_path_buf());
+            }
+        }
+        for prefix in prefixes {
+            if matches!(entry::kind_of(&prefix), Ok(Some(Kind::Dir))) && matches!(self.list(&prefix), Some(e) if e.is_empty()) {
+                self.remove(&prefix, Removal::EmptyBlobPrefix, true);
+            }
+        }
+    }
+
     /// Repository names under `dir`: a directory is a repository iff it has one of the
     /// registry's own directories; it can also be the parent of nested repositories.
     fn find_repositories(&mut self, dir: &Path, prefix: &str, out: &mut Vec<String>) {
@@ -514,6 +552,13 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
     };
     let mut repos = Vec::new();
     pruner.find_repositories(&layout.repositories(), "", &mut repos);
+    if let PruneScope::Targeted { repositories, litter_budget, .. } = &opts.scope {
+        let (mut chosen, others): (Vec<String>, Vec<String>) = repos.into_iter().partition(|r| repositories.contains(r));
+        let mut others = others;
+        rand::seq::SliceRandom::shuffle(others.as_mut_slice(), &mut rand::rng());
+        chosen.extend(others.into_iter().take(*litter_budget));
+        repos = chosen;
+    }
     // Deepest first, so a parent repository's directory is judged after its children's.
     repos.sort_by_key(|r| std::cmp::Reverse(r.matches('/').count()));
     for repo in &repos {
@@ -523,7 +568,10 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
         }
         pruner.repository(repo);
     }
-    pruner.blobs();
+    match &opts.scope {
+        PruneScope::Everything => pruner.blobs(),
+        PruneScope::Targeted { blobs, .. } => pruner.blobs_of(blobs),
+    }
     let r = &pruner.report;
     tracing::info!(
         dry_run = opts.dry_run,

@@ -1,0 +1,32 @@
+//! Recording benchmark rows in `bench/RESULTS.md`: each benchmark owns one table, found by its
+//! header line; a row goes after the table's last row (the file has prose after the tables).
+
+use std::path::Path;
+
+pub fn machine() -> String {
+    format!("{} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), std::env::consts::ARCH)
+}
+
+/// Adds `row` to the table whose header is `header`, creating the table (under `title`,
+/// with `intro`) at the end of the file when it is not there yet.
+pub fn record(title: &str, intro: &str, header: &str, row: &str) -> std::io::Result<()> {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/RESULTS.md"));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n".into());
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    match lines.iter().position(|l| l == header) {
+        Some(at) => {
+            let mut end = at + 1;
+            while end < lines.len() && lines[end].starts_with('|') {
+                end += 1;
+            }
+            lines.insert(end, row.to_string());
+        }
+        None => {
+            let columns = header.matches('|').count().saturating_sub(1);
+            lines.extend(["".into(), format!("## {title}"), "".into(), intro.into(), "".into(), header.into()]);
+            lines.push(format!("|{}", "---|".repeat(columns)));
+            lines.push(row.to_string());
+        }
+    }
+    std::fs::write(path, lines.join("\n") + "\n")
+}
