@@ -6,7 +6,9 @@
 //! 3. proof that the public registry refuses writes, *then* the snapshot: the plan is made
 //!    from storage nobody can change;
 //! 4. the plan, including what an interrupted run's journal approved;
-//! 5. `garbage-collect --dry-run`: proof the collector accepts this storage;
+//! 5. `garbage-collect --dry-run`: proof the collector accepts this storage (started right
+//!    after the freeze proof, beside the snapshot and the plan, and waited for before the
+//!    first change);
 //! 6. the journal, then the deletes through a private instance, then the collector, then
 //!    the prune of its litter, then the report.
 //!
@@ -155,6 +157,13 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         ensure_frozen(client, first_repository(&layout).as_deref(), Some(&layout)).await?;
     }
     check(interrupt, "before the snapshot")?;
+    // The private instance's configuration, and the collector's check beside the snapshot and
+    // the plan: both only read the frozen storage, and the check is the longest step before
+    // the first delete.
+    let private = match (&bin, &work) {
+        (Some(bin), Some(work)) => Some(Private::prepare(&config, bin, work.path(), interrupt)?),
+        _ => None,
+    };
     let t = Instant::now();
     let mut snapshot = read_storage(&layout).map_err(MaintenanceError::StorageRoot)?;
     let snapshot_ms = ms(t);
@@ -205,8 +214,8 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         timings: Timings { snapshot_ms, plan_ms, ..Default::default() },
         peak_rss_bytes: 0,
     };
-    if let (Some(bin), Some(work)) = (bin, work) {
-        sweep(&opts, &config, &layout, &bin, work.path(), &plan, journal.is_some(), &mut report).await?;
+    if let (Some(bin), Some(work), Some(private)) = (bin, work, private) {
+        sweep(&opts, &layout, &bin, work.path(), private, &plan, journal.is_some(), &mut report).await?;
     }
     report.finished = Utc::now();
     report.timings.total_ms = ms(started);
@@ -215,38 +224,81 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     Ok(MaintenanceOutcome { plan, report })
 }
 
+/// The private instance's files, and the collector's check running in the background.
+struct Private {
+    addr: SocketAddr,
+    config: super::config::PrivateConfig,
+    serve_config: PathBuf,
+    gc_config: PathBuf,
+    check: GcCheck,
+}
+
+impl Private {
+    fn prepare(config: &RegistryConfig, bin: &Path, work: &Path, interrupt: &Interrupt) -> Result<Private, MaintenanceError> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let private = config.private_instance(addr);
+        let serve_config = private.write_to(work)?;
+        let gc_config = private.write_gc_to(work)?;
+        let check = GcCheck::start(bin, &gc_config, &private.env, interrupt);
+        Ok(Private { addr, config: private, serve_config, gc_config, check })
+    }
+}
+
+/// `garbage-collect --dry-run` as a task; aborted (its process killed) when dropped unawaited.
+struct GcCheck(tokio::task::JoinHandle<Result<super::gc::GcOutcome, GcError>>);
+
+impl GcCheck {
+    fn start(bin: &Path, config: &Path, env: &[(String, String)], interrupt: &Interrupt) -> GcCheck {
+        let (bin, config, env, interrupt) = (bin.to_path_buf(), config.to_path_buf(), env.to_vec(), interrupt.clone());
+        GcCheck(tokio::spawn(async move { run_gc_with(&bin, &config, &env, true, &interrupt, Some(GC_CHECK_TIMEOUT)).await }))
+    }
+
+    async fn wait(&mut self) -> Result<super::gc::GcOutcome, GcError> {
+        (&mut self.0)
+            .await
+            .unwrap_or_else(|e| Err(GcError::Spawn { bin: "garbage-collect".into(), cause: format!("the check's task failed: {e}") }))
+    }
+}
+
+impl Drop for GcCheck {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Steps 5 and 6: everything that changes the storage.
 #[allow(clippy::too_many_arguments)]
 async fn sweep(
     opts: &MaintenanceOptions,
-    config: &RegistryConfig,
     layout: &Layout,
     bin: &Path,
     work: &Path,
+    mut private: Private,
     plan: &Plan,
     had_journal: bool,
     report: &mut MaintenanceReport,
 ) -> Result<(), MaintenanceError> {
     let interrupt = &opts.interrupt;
     let deletions = plan.deletions();
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let private = config.private_instance(addr);
-    let private_config = private.write_to(work)?;
-    let gc_config = private.write_gc_to(work)?;
+    let addr = private.addr;
+    let (private_config, gc_config) = (private.serve_config.clone(), private.gc_config.clone());
     let gc_error = |e: GcError, phase: &str, done: &str| match e {
         GcError::Interrupted => interrupted(interrupt, phase, format!("{done}; rerun to finish")),
         other => MaintenanceError::Gc(other),
     };
+    // 5. Would the collector accept this storage? Asked before the first delete, so a storage
+    // it fails on is refused with nothing changed. (Started beside the snapshot; with nothing
+    // to delete its answer is not needed, and dropping it stops it.)
     if !deletions.is_empty() {
-        // 5. Would the collector accept this storage? Asked before the first delete, so a
-        // storage it fails on is refused with nothing changed.
-        let t = Instant::now();
-        run_gc_with(bin, &gc_config, &private.env, true, interrupt, Some(GC_CHECK_TIMEOUT)).await.map_err(|e| match e {
+        let checked = private.check.wait().await.map_err(|e| match e {
             GcError::Interrupted => interrupted(interrupt, "during the garbage-collect check", "nothing was deleted; rerun to sweep"),
             other => MaintenanceError::GcBlocked(format!("  {other}")),
         })?;
-        report.timings.gc_check_ms = ms(t);
-
+        report.timings.gc_check_ms = checked.duration.as_millis() as u64;
+    }
+    let Private { config: private, check: gc_check, .. } = private;
+    drop(gc_check);
+    if !deletions.is_empty() {
         // 6. Durable intent, then the deletes.
         Journal::new(&opts.run_id, &deletions)
             .write(layout)
