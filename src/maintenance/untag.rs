@@ -61,9 +61,18 @@ const THREADS: usize = 8;
 /// `stop` is set.
 pub fn untag_planned(layout: &Layout, plan: &Plan, stop: &AtomicBool) -> std::io::Result<UntagStats> {
     let started = Instant::now();
-    let work: Vec<(String, String, Digest)> =
-        planned_untags(plan).into_iter().flat_map(|(repo, tags)| tags.into_iter().map(move |(t, d)| (repo.clone(), t, d))).collect();
     let (removed, skipped, interrupted) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
+    let mut work: Vec<(String, String, Digest)> = Vec::new();
+    for (repo, tags) in planned_untags(plan) {
+        // Never through a symlink: what lies behind one is not this storage's to change (the
+        // registry's DELETE then judges those tags itself).
+        if !tags_dir_is_real(layout, &repo) {
+            tracing::warn!(repository = %repo, "a directory on the way to its tags is not a real directory; its tags are left to the registry");
+            skipped.fetch_add(tags.len(), Ordering::Relaxed);
+            continue;
+        }
+        work.extend(tags.into_iter().map(|(t, d)| (repo.clone(), t, d)));
+    }
     let chunk = work.len().div_ceil(THREADS).max(1);
     let failures: Vec<std::io::Error> = std::thread::scope(|s| {
         let handles: Vec<_> = work
@@ -106,6 +115,23 @@ pub fn untag_planned(layout: &Layout, plan: &Plan, stop: &AtomicBool) -> std::io
     Ok(stats)
 }
 
+/// Whether every directory from the storage's `repositories/` down to the repository's
+/// `_manifests/tags` is a real directory (none a symlink).
+pub fn tags_dir_is_real(layout: &Layout, repo: &str) -> bool {
+    let mut dir = layout.repositories();
+    let components = repo.split('/').chain(["_manifests", "tags"]);
+    for c in components {
+        if c.is_empty() || c == "." || c == ".." {
+            return false;
+        }
+        dir.push(c);
+        if !matches!(entry::kind_of(&dir), Ok(Some(Kind::Dir))) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Removes one tag's directory if its link still names `digest`; false when it did not (or
 /// was already gone).
 fn untag_one(layout: &Layout, repo: &str, tag: &str, digest: &Digest) -> std::io::Result<bool> {
@@ -120,5 +146,29 @@ fn untag_one(layout: &Layout, repo: &str, tag: &str, digest: &Digest) -> std::io
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot remove tag directory {}: {e}", dir.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_behind_a_symlink_are_never_removed_on_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("root"));
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("tags/v1/current")).unwrap();
+        std::fs::create_dir_all(layout.tags("real/app")).unwrap();
+        assert!(tags_dir_is_real(&layout, "real/app"));
+        // A symlinked `_manifests`, and a symlinked repository parent.
+        std::fs::create_dir_all(layout.repository("linked")).unwrap();
+        std::os::unix::fs::symlink(&outside, layout.repository("linked").join("_manifests")).unwrap();
+        assert!(!tags_dir_is_real(&layout, "linked"));
+        std::os::unix::fs::symlink(layout.repository("real"), layout.repositories().join("alias")).unwrap();
+        assert!(!tags_dir_is_real(&layout, "alias/app"));
+        assert!(!tags_dir_is_real(&layout, "real/../real/app"));
+        assert!(!tags_dir_is_real(&layout, "missing"));
+        assert!(outside.join("tags/v1/current").exists());
     }
 }
