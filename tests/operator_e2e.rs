@@ -565,10 +565,7 @@ async fn three_policies_on_one_registry_never_overlap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_one_leader_and_a_takeover() {
     let cluster = filled().await;
-    cluster.server.create_namespace(OPERATOR_NAMESPACE).unwrap();
-    let kubeconfig = cluster.dir.path().join("operator-kubeconfig");
-    cluster.server.write_kubeconfig(&kubeconfig, Some(OPERATOR_USER));
-    let mut replicas = start_replicas(&kubeconfig, &["replica-a", "replica-b"]).await;
+    let mut replicas = start_replicas(&cluster, &["replica-a", "replica-b"]).await;
     let holder = || lease_holder(&cluster);
     wait_for("a leader", Duration::from_secs(30), || async { holder().is_some() }).await;
     let leader = holder().unwrap();
@@ -596,16 +593,20 @@ async fn two_replicas_one_leader_and_a_takeover() {
     assert!(requests.iter().any(|r| r.resource == "leases" && r.verb == "update"), "the Lease was renewed or taken over");
 }
 
-/// `regsweep operator` processes configured as the chart's multi-replica install is, each
-/// waited for until ready: (name, metrics address, process).
-async fn start_replicas(kubeconfig: &Path, names: &[&str]) -> Vec<(String, SocketAddr, tokio::process::Child)> {
+/// `regsweep operator` processes configured as the chart's multi-replica install is (in the
+/// operator's namespace, with its own user's kubeconfig), each waited for until ready:
+/// (name, metrics address, process).
+async fn start_replicas(cluster: &Cluster, names: &[&str]) -> Vec<(String, SocketAddr, tokio::process::Child)> {
+    cluster.server.create_namespace(OPERATOR_NAMESPACE).unwrap();
+    let kubeconfig = cluster.dir.path().join("operator-kubeconfig");
+    cluster.server.write_kubeconfig(&kubeconfig, Some(OPERATOR_USER));
     let mut replicas = Vec::new();
     for name in names {
         let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
             .args(["operator", &format!("--listen={listen}"), &format!("--image={OPERATOR_IMAGE}"), "--poll-seconds=1"])
             .args(["--leader-election", "--lease-name=sweeper-regsweep"])
-            .env("KUBECONFIG", kubeconfig)
+            .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .env("POD_NAME", name)
             .env("REGSWEEP_LOG_FORMAT", "json")
@@ -638,10 +639,7 @@ fn lease_holder(cluster: &Cluster) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_that_cannot_renew_its_lease_stops_before_the_standby_may_take_over() {
     let cluster = start().await;
-    cluster.server.create_namespace(OPERATOR_NAMESPACE).unwrap();
-    let kubeconfig = cluster.dir.path().join("operator-kubeconfig");
-    cluster.server.write_kubeconfig(&kubeconfig, Some(OPERATOR_USER));
-    let mut replicas = start_replicas(&kubeconfig, &["replica-a", "replica-b"]).await;
+    let mut replicas = start_replicas(&cluster, &["replica-a", "replica-b"]).await;
     wait_for("a leader", Duration::from_secs(30), || async { lease_holder(&cluster).is_some() }).await;
     let leader = lease_holder(&cluster).unwrap();
     let renewed = || {

@@ -54,6 +54,10 @@ fn maintenance(reg: &DemoRegistry, policy: &Path) -> std::process::Output {
 
 /// `regsweep maintenance` with JSON logs at debug level, stderr piped.
 fn spawn_maintenance(reg: &DemoRegistry, policy: &Path, tmp: &Path, extra: &[&str]) -> Child {
+    spawn_maintenance_with_env(reg, policy, tmp, extra, &[])
+}
+
+fn spawn_maintenance_with_env(reg: &DemoRegistry, policy: &Path, tmp: &Path, extra: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(BIN)
         .args(["--log-format", "json", "maintenance", "--concurrency", "1", "-f"])
         .arg(policy)
@@ -63,6 +67,7 @@ fn spawn_maintenance(reg: &DemoRegistry, policy: &Path, tmp: &Path, extra: &[&st
         .args(extra)
         .env("RUST_LOG", "regsweep=debug")
         .env("TMPDIR", tmp)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -147,20 +152,7 @@ async fn a_sweep_killed_while_starting_its_private_registry_leaves_none_running(
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     let policy = policy(dir.path());
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "maintenance", "-f"])
-        .arg(&policy)
-        .arg("--config")
-        .arg(reg.config_path())
-        .args(["--url", &reg.url()])
-        .env("RUST_LOG", "regsweep=debug")
-        .env("TMPDIR", &tmp)
-        .env("REGSWEEP_TEST_SPAWN_DELAY_MS", "1500")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_maintenance_with_env(&reg, &policy, &tmp, &[], &[("REGSWEEP_TEST_SPAWN_DELAY_MS", "1500")]);
     // After the collector's check (its own fork waited 1.5 s too), the journal is written and
     // the private registry forked: it waits in its 1.5 s window before exec.
     wait_for(&mut child, "garbage-collect finished");
