@@ -120,7 +120,7 @@ async fn ceiling(reg: &DemoRegistry) -> anyhow::Result<(usize, Duration)> {
     let compiled = regsweep::policy::compile(&policy.spec)?;
     let snapshot = regsweep::storage::read_storage(&layout).map_err(anyhow::Error::msg)?;
     let plan = regsweep::plan::plan(&compiled, &snapshot, &[], Utc::now());
-    regsweep::maintenance::untag::untag_planned(&layout, &plan, &std::sync::atomic::AtomicBool::new(false))?;
+    regsweep::maintenance::untag::untag_planned(&layout, &plan, None, &std::sync::atomic::AtomicBool::new(false))?;
     let deletions = plan.deletions();
     let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, regsweep::maintenance::instance::free_port()));
     let dir = tempfile::tempdir()?;

@@ -111,6 +111,17 @@ async fn untagging_on_storage_leaves_what_the_registrys_delete_leaves() {
         assert!(!full.removed_anything() && full.problems.is_empty(), "a full prune after the sweep's targeted one: {full:?}");
     }
     assert!(storage.report.prune.as_ref().is_some_and(|p| p.removed_anything()), "the targeted prune removed the sweep's litter");
+    // The untagged tags went through the trash, emptied before the run ended.
+    let trash = storage.report.trash.as_ref().expect("the run used its trash");
+    assert!(trash.removed as usize >= planned_tags && trash.left == 0, "{trash:?}");
+    assert!(!on_storage.layout().root().join(".regsweep").exists(), "no trash (nor lock) is left behind");
+    // The usage after the sweep is computed, not walked: it must equal a walk.
+    for (root, run) in [(layout.root(), &api), (on_storage.layout().root(), &storage)] {
+        let walked = regsweep::storage::usage::measure(&regsweep::storage::Layout::new(root)).unwrap();
+        let after = &run.report.usage_after;
+        assert_eq!((after.blob_bytes, after.blobs), (walked.blob_bytes, walked.blobs), "computed {after:?}, walked {walked:?}");
+        assert!(after.total_bytes >= walked.total_bytes && after.total_bytes - walked.total_bytes < 100 * 1024, "{after:?} vs {walked:?}");
+    }
     via_api.restart(false).await.unwrap();
     on_storage.restart(false).await.unwrap();
     let (a, b) = (via_api.client().unwrap(), on_storage.client().unwrap());

@@ -39,9 +39,16 @@ pub struct MaintenanceReport {
     pub gc: Option<GcOutcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneReport>,
+    /// Entries moved out of the registry's tree (untagged tags) and unlinked in the background.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trash: Option<crate::storage::trash::Emptied>,
+    /// Measured by one walk before the sweep, beside the snapshot.
     pub usage_before: Usage,
+    /// `usage_before` minus the blobs the collector deleted (their sizes read on the frozen
+    /// storage) and the files prune removed; the link files of deleted tags and revisions
+    /// (71 bytes each) are not subtracted.
     pub usage_after: Usage,
-    /// Storage bytes freed, measured on disk (not estimated).
+    /// Storage bytes freed: the collected blobs and the upload data prune removed.
     pub bytes_reclaimed: u64,
     pub timings: Timings,
     /// This process's peak resident memory (VmHWM), for the memory goal.
@@ -79,6 +86,8 @@ pub struct Timings {
     pub delete_ms: u64,
     pub gc_ms: u64,
     pub prune_ms: u64,
+    /// Waiting, after the prune, for the trash's background emptying to finish.
+    pub trash_ms: u64,
     pub total_ms: u64,
 }
 

@@ -16,6 +16,7 @@
 //! 127.0.0.1 with delete enabled and auth, TLS, notifications and read-only stripped; clients
 //! keep pulling from the frozen public registry meanwhile.
 
+use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -38,9 +39,11 @@ use crate::registry::client::redact_url;
 use crate::registry::{ClientOptions, RegistryClient, WriteProbe};
 use crate::storage::entry::{self, Kind, Listing};
 use crate::storage::layout::RESERVED_DIRS;
-use crate::storage::prune::{PruneOptions, PruneScope, prune};
+use crate::storage::prune::{Changed, PruneOptions, PruneScope, prune};
 use crate::storage::read::check_root;
-use crate::storage::usage::measure;
+use crate::storage::snapshot::Snapshot;
+use crate::storage::trash::{Emptier, Trash};
+use crate::storage::usage::{Usage, measure};
 use crate::storage::{Layout, read_storage};
 
 /// How long the collector's dry run before the first delete may take: minutes at most on
@@ -164,6 +167,12 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         (Some(bin), Some(work)) => Some(Private::prepare(&config, bin, work.path(), interrupt)?),
         _ => None,
     };
+    // Disk usage is walked once, beside the snapshot; after the sweep it is what was
+    // measured minus what the sweep removed.
+    let usage = {
+        let layout = layout.clone();
+        tokio::task::spawn_blocking(move || measure(&layout))
+    };
     let t = Instant::now();
     let mut snapshot = read_storage(&layout).map_err(MaintenanceError::StorageRoot)?;
     let snapshot_ms = ms(t);
@@ -181,7 +190,10 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     if !dry_run && !blockers.is_empty() {
         return Err(MaintenanceError::GcBlocked(blockers.join("\n")));
     }
-    let usage_before = measure(&layout).map_err(|e| MaintenanceError::Storage(e.to_string()))?;
+    let usage_before = usage
+        .await
+        .map_err(|e| MaintenanceError::Storage(format!("the usage walk failed: {e}")))?
+        .map_err(|e| MaintenanceError::Storage(e.to_string()))?;
 
     // 4. The plan.
     let t = Instant::now();
@@ -205,6 +217,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         snapshot_problems: snapshot.problems.len(),
         resumed,
         untag: None,
+        trash: None,
         delete: None,
         gc: None,
         prune: None,
@@ -215,7 +228,12 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         peak_rss_bytes: 0,
     };
     if let (Some(bin), Some(work), Some(private)) = (bin, work, private) {
-        sweep(&opts, &layout, &bin, work.path(), private, &plan, journal.is_some(), &mut report).await?;
+        let changed = changed_repositories(&plan, &snapshot);
+        let sizes = BlobSizes(std::mem::take(&mut snapshot.blobs));
+        drop(snapshot);
+        let ctx =
+            SweepContext { layout: &layout, bin: &bin, work: work.path(), plan: &plan, changed, sizes, had_journal: journal.is_some() };
+        sweep(&opts, ctx, private, &mut report).await?;
     }
     report.finished = Utc::now();
     report.timings.total_ms = ms(started);
@@ -266,18 +284,64 @@ impl Drop for GcCheck {
     }
 }
 
+/// What the plan and the snapshot tell the prune: per repository, the revisions deleted and
+/// what they referenced.
+fn changed_repositories(plan: &Plan, snapshot: &Snapshot) -> BTreeMap<String, Changed> {
+    let mut out = BTreeMap::new();
+    for repo in &plan.repositories {
+        let deleted: Vec<_> = repo.manifests.iter().filter(|m| m.action == plan::Action::Delete).map(|m| m.digest.clone()).collect();
+        if deleted.is_empty() {
+            continue;
+        }
+        let seen = snapshot.repositories.get(&repo.name);
+        let referenced = deleted
+            .iter()
+            .filter_map(|d| seen.and_then(|r| r.manifests.get(d)))
+            .flat_map(|m| m.references().cloned())
+            .chain(deleted.iter().cloned())
+            .collect();
+        let emptied = seen.is_none_or(|r| r.manifests.len() == deleted.len());
+        out.insert(repo.name.clone(), Changed { revisions: deleted, referenced, emptied });
+    }
+    out
+}
+
+/// Blob sizes read by the snapshot on the frozen storage: what the collector's deletions free.
+struct BlobSizes(std::collections::HashMap<crate::digest::Digest, u64>);
+
+impl BlobSizes {
+    /// The usage after the collector deleted `collected` and prune removed `pruned_bytes`.
+    fn after(&self, before: &Usage, collected: &[crate::digest::Digest], pruned_bytes: u64) -> Usage {
+        let unique: HashSet<_> = collected.iter().collect();
+        let (bytes, count) = unique.iter().filter_map(|d| self.0.get(*d)).fold((0u64, 0usize), |(b, n), s| (b + s, n + 1));
+        Usage {
+            total_bytes: before.total_bytes.saturating_sub(bytes + pruned_bytes),
+            blob_bytes: before.blob_bytes.saturating_sub(bytes),
+            blobs: before.blobs.saturating_sub(count),
+            files: before.files.saturating_sub(count),
+        }
+    }
+}
+
+/// What the sweep works from.
+struct SweepContext<'a> {
+    layout: &'a Layout,
+    bin: &'a Path,
+    work: &'a Path,
+    plan: &'a Plan,
+    changed: BTreeMap<String, Changed>,
+    sizes: BlobSizes,
+    had_journal: bool,
+}
+
 /// Steps 5 and 6: everything that changes the storage.
-#[allow(clippy::too_many_arguments)]
 async fn sweep(
     opts: &MaintenanceOptions,
-    layout: &Layout,
-    bin: &Path,
-    work: &Path,
+    ctx: SweepContext<'_>,
     mut private: Private,
-    plan: &Plan,
-    had_journal: bool,
     report: &mut MaintenanceReport,
 ) -> Result<(), MaintenanceError> {
+    let SweepContext { layout, bin, work, plan, changed, sizes, had_journal } = ctx;
     let interrupt = &opts.interrupt;
     let deletions = plan.deletions();
     let addr = private.addr;
@@ -298,6 +362,10 @@ async fn sweep(
     }
     let Private { config: private, check: gc_check, .. } = private;
     drop(gc_check);
+    // Untagged tags are moved into the trash, emptied in the background while the registry
+    // deletes and collects (it also empties what an interrupted run left there).
+    let trash = if deletions.is_empty() { None } else { Trash::open(layout, &opts.run_id) };
+    let emptier = trash.as_ref().map(|_| Emptier::start(layout, &opts.run_id, interrupt.flag()));
     if !deletions.is_empty() {
         // 6. Durable intent, then the deletes.
         Journal::new(&opts.run_id, &deletions)
@@ -307,7 +375,7 @@ async fn sweep(
         check(interrupt, "before the deletes")?;
         if opts.untag_on_storage {
             let t = Instant::now();
-            let untagged = untag_planned(layout, plan, &interrupt.flag())
+            let untagged = untag_planned(layout, plan, trash.as_ref(), &interrupt.flag())
                 .map_err(|e| MaintenanceError::Storage(format!("{e}; rerun to finish (the journal approves the deletions)")))?;
             report.timings.untag_ms = ms(t);
             let interrupted_here = untagged.interrupted;
@@ -353,25 +421,30 @@ async fn sweep(
     let scope = match &report.gc {
         // The collector named every blob it deleted, and no interrupted run left litter in
         // repositories this one did not touch: visit what this run changed.
-        Some(gc) if gc.eligible_blobs.len() == gc.blobs_eligible && !had_journal => PruneScope::Targeted {
-            repositories: deletions.iter().map(|d| d.repository.clone()).collect(),
-            blobs: gc.eligible_blobs.clone(),
-            litter_budget: LITTER_SWEEP_REPOSITORIES,
-        },
+        Some(gc) if gc.eligible_blobs.len() == gc.blobs_eligible && !had_journal => {
+            PruneScope::Targeted { repositories: changed, blobs: gc.eligible_blobs.clone(), litter_budget: LITTER_SWEEP_REPOSITORIES }
+        }
         _ => PruneScope::Everything,
     };
     let pruned = prune(layout, &PruneOptions { upload_max_age, dry_run: false, stop: Some(interrupt.flag()), scope });
     if pruned.interrupted {
         return Err(interrupted(interrupt, "while pruning", format!("{done} and collected; rerun to finish pruning")));
     }
+    let pruned_bytes = pruned.bytes_removed;
     report.prune = Some(pruned);
     report.timings.prune_ms = ms(t);
+    if let Some(emptier) = emptier {
+        let (emptied, waited) = emptier.finish();
+        report.trash = Some(emptied);
+        report.timings.trash_ms = waited.as_millis() as u64;
+    }
     // Kept until now, so a run interrupted in the collector or the prune is followed by one
     // that knows to prune everywhere this one deleted.
     if had_journal || !deletions.is_empty() {
         Journal::remove(layout).map_err(|e| MaintenanceError::Storage(format!("cannot remove the sweep journal: {e}")))?;
     }
-    report.usage_after = measure(layout).map_err(|e| MaintenanceError::Storage(e.to_string()))?;
+    let collected = report.gc.as_ref().map_or(&[][..], |gc| &gc.eligible_blobs[..]);
+    report.usage_after = sizes.after(&report.usage_before, collected, pruned_bytes);
     report.bytes_reclaimed = report.usage_before.total_bytes.saturating_sub(report.usage_after.total_bytes);
     Ok(())
 }

@@ -20,6 +20,7 @@ use crate::digest::Digest;
 use crate::plan::{Action, Plan};
 use crate::storage::Layout;
 use crate::storage::entry::{self, Kind};
+use crate::storage::trash::Trash;
 
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -59,7 +60,7 @@ const THREADS: usize = 8;
 
 /// Removes the planned tags' directories, checking each link first; stops between tags when
 /// `stop` is set.
-pub fn untag_planned(layout: &Layout, plan: &Plan, stop: &AtomicBool) -> std::io::Result<UntagStats> {
+pub fn untag_planned(layout: &Layout, plan: &Plan, trash: Option<&Trash>, stop: &AtomicBool) -> std::io::Result<UntagStats> {
     let started = Instant::now();
     let (removed, skipped, interrupted) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
     let mut work: Vec<(String, String, Digest)> = Vec::new();
@@ -85,7 +86,7 @@ pub fn untag_planned(layout: &Layout, plan: &Plan, stop: &AtomicBool) -> std::io
                             interrupted.store(true, Ordering::SeqCst);
                             return Ok(());
                         }
-                        match untag_one(layout, repo, tag, digest)? {
+                        match untag_one(layout, trash, repo, tag, digest)? {
                             true => removed.fetch_add(1, Ordering::Relaxed),
                             false => skipped.fetch_add(1, Ordering::Relaxed),
                         };
@@ -132,21 +133,19 @@ pub fn tags_dir_is_real(layout: &Layout, repo: &str) -> bool {
     true
 }
 
-/// Removes one tag's directory if its link still names `digest`; false when it did not (or
-/// was already gone).
-fn untag_one(layout: &Layout, repo: &str, tag: &str, digest: &Digest) -> std::io::Result<bool> {
+/// Moves one tag's directory into the trash (or removes it) if its link still names `digest`;
+/// false when it did not (or was already gone).
+fn untag_one(layout: &Layout, trash: Option<&Trash>, repo: &str, tag: &str, digest: &Digest) -> std::io::Result<bool> {
     let dir = layout.tags(repo).join(tag);
     let names_it = matches!(entry::kind_of(&dir), Ok(Some(Kind::Dir)))
         && matches!(entry::read_link(&layout.tag_current_link(repo, tag)), Ok(Some(d)) if d == *digest);
     if !names_it {
         return Ok(false);
     }
-    // remove_dir_all does not follow symlinks inside the directory.
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot remove tag directory {}: {e}", dir.display()))),
-    }
+    // One rename takes the tag out of the registry's tree at once; in place, remove_dir_all
+    // does not follow symlinks inside the directory.
+    Trash::take_or_remove(trash, &dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot remove tag directory {}: {e}", dir.display())))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod layout;
 pub mod prune;
 pub mod read;
 pub mod snapshot;
+pub mod trash;
 pub mod usage;
 
 pub use layout::Layout;

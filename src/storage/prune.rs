@@ -19,7 +19,7 @@
 //! themselves: the collector fails with "Path not found" when either is missing. A second run
 //! removes nothing. A dry run reports exactly what a real run would remove.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -54,12 +54,25 @@ pub enum PruneScope {
     /// Every repository and blob directory.
     #[default]
     Everything,
-    /// After a sweep: the repositories it deleted from and the blobs the collector deleted
-    /// (the plan and the collector's log name them all), plus up to `litter_budget` other
-    /// repositories picked at random, so litter from elsewhere (an abandoned upload, a link
-    /// left by a cross-repository mount) is still found over a few runs without walking the
-    /// whole storage every time.
-    Targeted { repositories: BTreeSet<String>, blobs: Vec<Digest>, litter_budget: usize },
+    /// After a sweep: in each repository it deleted from, only what it changed (the plan
+    /// names every deleted revision and what those manifests referenced, the collector's log
+    /// every blob it deleted), plus up to `litter_budget` other repositories visited whole,
+    /// picked at random, so litter from elsewhere (an abandoned upload, a link left by a
+    /// cross-repository mount) is still found over a few runs without walking the whole
+    /// storage every time.
+    Targeted { repositories: BTreeMap<String, Changed>, blobs: Vec<Digest>, litter_budget: usize },
+}
+
+/// What a sweep changed in one repository.
+#[derive(Clone, Debug, Default)]
+pub struct Changed {
+    /// The revisions it deleted.
+    pub revisions: Vec<Digest>,
+    /// The blobs and child manifests those revisions referenced: their `_layers` links
+    /// dangle once the collector deletes them.
+    pub referenced: BTreeSet<Digest>,
+    /// It deleted every revision: the repository is visited whole (and goes if emptied).
+    pub emptied: bool,
 }
 
 impl Default for PruneOptions {
@@ -84,6 +97,8 @@ pub struct PruneReport {
     pub repositories_removed: Vec<String>,
     pub empty_blob_dirs: usize,
     pub empty_blob_prefixes: usize,
+    /// Sizes of the files removed (upload data, links).
+    pub bytes_removed: u64,
     /// Removed paths relative to the storage root, in order; the first 1000.
     pub removed: Vec<String>,
     pub removed_not_listed: usize,
@@ -183,6 +198,7 @@ impl Pruner<'_> {
 
     /// Removes one file or one empty directory; never a tree.
     fn remove(&mut self, path: &Path, kind: Removal, dir: bool) -> bool {
+        let size = if dir { 0 } else { fs::symlink_metadata(path).map_or(0, |m| m.len()) };
         if !self.opts.dry_run {
             let result = if dir { fs::remove_dir(path) } else { fs::remove_file(path) };
             match result {
@@ -197,6 +213,7 @@ impl Pruner<'_> {
         tracing::debug!(path = %path.display(), ?kind, dry_run = self.opts.dry_run, "pruned");
         self.gone.insert(path.to_path_buf());
         let r = &mut self.report;
+        r.bytes_removed += size;
         match kind {
             Removal::EmptyRevision => r.empty_revisions += 1,
             Removal::StaleTagHistory => r.stale_tag_history += 1,
@@ -459,6 +476,45 @@ impl Pruner<'_> {
         self.remove_empty_parents(dir);
     }
 
+    /// In a repository the sweep changed: its deleted revisions' directories, its tags (those
+    /// left after the sweep, whose history may name a deleted revision), and the `_layers`
+    /// links of what the deleted manifests referenced and the collector deleted.
+    fn changed_repository(&mut self, name: &str, changed: &Changed, collected: &HashSet<&Digest>) {
+        if changed.emptied {
+            return self.repository(name);
+        }
+        let revisions = self.layout.revisions(name);
+        if !matches!(self.kind(&revisions), Some(Kind::Dir)) {
+            // Missing, or not a directory (reported by a whole visit).
+            return self.repository(name);
+        }
+        for d in &changed.revisions {
+            let dir = revisions.join(d.hex());
+            if self.kind(&dir).is_some() && !self.present(&dir.join("link")) {
+                self.remove_dir_if_empty(&dir, Removal::EmptyRevision);
+            }
+        }
+        self.tags(name);
+        let layers = self.layout.layers(name);
+        if !matches!(self.kind(&layers), Some(Kind::Dir)) {
+            return;
+        }
+        for d in changed.referenced.iter().filter(|d| collected.contains(d)) {
+            let dir = layers.join(d.hex());
+            if self.kind(&dir) != Some(Kind::Dir) {
+                continue;
+            }
+            let link = dir.join("link");
+            match entry::read_link(&link) {
+                Ok(Some(target)) if target == *d && !self.present(&self.layout.blob_data(d)) => {
+                    self.remove_link_dir(&dir, "link", Removal::DanglingLayer);
+                }
+                Ok(_) => {}
+                Err(bad) => self.problem(&link, format!("{bad}; left in place")),
+            }
+        }
+    }
+
     /// The repository directory and its parents up to (not including) `repositories/`, as
     /// long as each is empty: a nested repository (`team-a/app` under `team-a`) keeps its
     /// parents.
@@ -510,7 +566,10 @@ impl Pruner<'_> {
             }
         }
         for prefix in prefixes {
-            if matches!(entry::kind_of(&prefix), Ok(Some(Kind::Dir))) && matches!(self.list(&prefix), Some(e) if e.is_empty()) {
+            // Asking for one entry, not listing thousands: a prefix rarely empties.
+            let empty = matches!(entry::kind_of(&prefix), Ok(Some(Kind::Dir)))
+                && fs::read_dir(&prefix).is_ok_and(|mut it| it.all(|e| e.is_ok_and(|e| self.gone.contains(&e.path()))));
+            if empty {
                 self.remove(&prefix, Removal::EmptyBlobPrefix, true);
             }
         }
@@ -550,32 +609,52 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
         gone: HashSet::new(),
         report: PruneReport { dry_run: opts.dry_run, ..Default::default() },
     };
-    let mut repos = Vec::new();
-    pruner.find_repositories(&layout.repositories(), "", &mut repos);
-    if let PruneScope::Targeted { repositories, litter_budget, .. } = &opts.scope {
-        let (mut chosen, others): (Vec<String>, Vec<String>) = repos.into_iter().partition(|r| repositories.contains(r));
-        let mut others = others;
-        rand::seq::SliceRandom::shuffle(others.as_mut_slice(), &mut rand::rng());
-        chosen.extend(others.into_iter().take(*litter_budget));
-        repos = chosen;
-    }
-    // Deepest first, so a parent repository's directory is judged after its children's.
-    repos.sort_by_key(|r| std::cmp::Reverse(r.matches('/').count()));
-    for repo in &repos {
-        if pruner.stopped() {
-            pruner.report.interrupted = true;
-            return pruner.report;
+    let repos = match &opts.scope {
+        PruneScope::Everything => {
+            let mut repos = Vec::new();
+            pruner.find_repositories(&layout.repositories(), "", &mut repos);
+            // Deepest first, so a parent repository's directory is judged after its children's.
+            repos.sort_by_key(|r| std::cmp::Reverse(r.matches('/').count()));
+            for repo in &repos {
+                if pruner.stopped() {
+                    pruner.report.interrupted = true;
+                    return pruner.report;
+                }
+                pruner.repository(repo);
+            }
+            pruner.blobs();
+            repos.len()
         }
-        pruner.repository(repo);
-    }
-    match &opts.scope {
-        PruneScope::Everything => pruner.blobs(),
-        PruneScope::Targeted { blobs, .. } => pruner.blobs_of(blobs),
-    }
+        PruneScope::Targeted { repositories, blobs, litter_budget } => {
+            let collected: HashSet<&Digest> = blobs.iter().collect();
+            // The litter sweep's picks come from the repositories listed; finding them all is a
+            // walk of directory names only, not of their contents.
+            let mut all = Vec::new();
+            pruner.find_repositories(&layout.repositories(), "", &mut all);
+            let mut others: Vec<String> = all.into_iter().filter(|r| !repositories.contains_key(r)).collect();
+            rand::seq::SliceRandom::shuffle(others.as_mut_slice(), &mut rand::rng());
+            others.truncate(*litter_budget);
+            let mut visits: Vec<(&str, Option<&Changed>)> =
+                repositories.iter().map(|(r, c)| (r.as_str(), Some(c))).chain(others.iter().map(|r| (r.as_str(), None))).collect();
+            visits.sort_by_key(|(r, _)| std::cmp::Reverse(r.matches('/').count()));
+            for (repo, changed) in &visits {
+                if pruner.stopped() {
+                    pruner.report.interrupted = true;
+                    return pruner.report;
+                }
+                match changed {
+                    Some(c) => pruner.changed_repository(repo, c, &collected),
+                    None => pruner.repository(repo),
+                }
+            }
+            pruner.blobs_of(blobs);
+            visits.len()
+        }
+    };
     let r = &pruner.report;
     tracing::info!(
         dry_run = opts.dry_run,
-        repositories = repos.len(),
+        repositories = repos,
         empty_revisions = r.empty_revisions,
         stale_tag_history = r.stale_tag_history,
         empty_tags = r.empty_tags,
@@ -794,6 +873,56 @@ mod tests {
         assert!(!layer.exists(), "the dangling layer link itself is litter and goes");
         assert!(layout.repository("app").exists(), "a repository holding stray files stays");
         assert!(report.repositories_removed.is_empty());
+    }
+
+    #[test]
+    fn a_targeted_prune_visits_only_what_the_sweep_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let (live, deleted, config, older) = (Digest::of(b"live"), Digest::of(b"deleted"), Digest::of(b"config"), Digest::of(b"older"));
+        touch(&layout.blob_data(&live), "live");
+        touch(&layout.revision_link("app", &live), live.as_str());
+        touch(&layout.tag_current_link("app", "v1"), live.as_str());
+        touch(&layout.tag_index("app", "v1").join(live.hex()).join("link"), live.as_str());
+        // What this sweep left: a deleted revision, its config's dangling layer link, a kept
+        // tag's history naming the deleted manifest.
+        fs::create_dir_all(layout.revisions("app").join(deleted.hex())).unwrap();
+        touch(&layout.layers("app").join(config.hex()).join("link"), config.as_str());
+        touch(&layout.tag_index("app", "v1").join(deleted.hex()).join("link"), deleted.as_str());
+        // Litter from long ago, in the same repository: not this sweep's.
+        fs::create_dir_all(layout.revisions("app").join(older.hex())).unwrap();
+        touch(&layout.layers("app").join(older.hex()).join("link"), older.as_str());
+        // A repository the sweep emptied, and one it never touched.
+        fs::create_dir_all(layout.revisions("gone").join(deleted.hex())).unwrap();
+        touch(&layout.layers("gone").join(config.hex()).join("link"), config.as_str());
+        fs::create_dir_all(layout.revisions("other").join(older.hex())).unwrap();
+        touch(&layout.tag_current_link("other", "v1"), live.as_str());
+        touch(&layout.revision_link("other", &live), live.as_str());
+        fs::create_dir_all(layout.blobs().join(&config.hex()[..2])).unwrap();
+
+        let changed = |emptied| Changed { revisions: vec![deleted.clone()], referenced: [deleted.clone(), config.clone()].into(), emptied };
+        let scope = PruneScope::Targeted {
+            repositories: [("app".to_string(), changed(false)), ("gone".to_string(), changed(true))].into(),
+            blobs: vec![deleted.clone(), config.clone()],
+            litter_budget: 0,
+        };
+        let report = prune(&layout, &PruneOptions { scope, ..Default::default() });
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(!layout.revisions("app").join(deleted.hex()).exists());
+        assert!(!layout.layers("app").join(config.hex()).exists());
+        assert!(!layout.tag_index("app", "v1").join(deleted.hex()).exists());
+        assert_eq!(report.repositories_removed, vec!["gone".to_string()]);
+        assert!(!layout.blobs().join(&config.hex()[..2]).exists(), "the collected blob's emptied prefix");
+        for old in
+            [layout.revisions("app").join(older.hex()), layout.layers("app").join(older.hex()), layout.revisions("other").join(older.hex())]
+        {
+            assert!(old.exists(), "{} is not this sweep's: left to a whole visit", old.display());
+        }
+        assert!(layout.tag_current_link("app", "v1").exists() && layout.blob_data(&live).exists());
+
+        // A whole visit of the same storage removes the older litter too.
+        let full = prune(&layout, &PruneOptions::default());
+        assert_eq!((full.empty_revisions, full.dangling_layer_links), (2, 1), "{full:?}");
     }
 
     #[test]
