@@ -35,13 +35,9 @@ async fn plan_maintenance_and_verify_from_the_command_line() {
     assert!(table.contains("shares its digest with kept tag stable"), "{table}");
     assert!(table.contains("garbage collection would free"), "{table}");
 
-    // From the API with ages from image configs: tags only, and nothing untagged is deleted.
-    let out = Command::new(BIN)
-        .args(["plan", "-o", "json", "--age-from-config", "-f"])
-        .arg(&policy)
-        .args(["--url", &reg.url()])
-        .output()
-        .unwrap();
+    // From the API, ages from image configs by default (the API has no push times): keepLatest
+    // orders by build time and deletes; the plan says which times it compared.
+    let out = Command::new(BIN).args(["plan", "-o", "json", "-f"]).arg(&policy).args(["--url", &reg.url()]).output().unwrap();
     let api_plan = json(&out);
     let tags = |plan: &serde_json::Value| plan["summary"]["tagsKept"].as_u64().unwrap() + plan["summary"]["tagsDeleted"].as_u64().unwrap();
     assert_eq!(tags(&api_plan), tags(&storage_plan), "the API sees every tag");
@@ -50,6 +46,31 @@ async fn plan_maintenance_and_verify_from_the_command_line() {
     };
     assert_eq!(manifests(&storage_plan) - manifests(&api_plan), 3, "but not the three untagged manifests outside any index");
     assert!(api_plan["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("untagged")));
+    // Every tag has an age (before, none did unless asked, so keepLatest deleted nothing).
+    let api_tags: Vec<&serde_json::Value> =
+        api_plan["repositories"].as_array().unwrap().iter().flat_map(|r| r["tags"].as_array().unwrap()).collect();
+    // (A cosign signature's config has no `created`.)
+    let images: Vec<_> = api_tags.iter().filter(|t| !t["tag"].as_str().unwrap().ends_with(".sig")).collect();
+    assert!(images.len() > 10 && images.iter().all(|t| t["pushed"].is_string()), "{images:?}");
+    assert_eq!(api_plan["times"], "configCreated");
+    assert_eq!(storage_plan["times"], "pushTime");
+    assert!(
+        api_plan["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("build times")),
+        "{}",
+        api_plan["warnings"]
+    );
+    // Without ages, age-based rules keep everything, and the plan says so.
+    let out = Command::new(BIN)
+        .args(["plan", "-o", "json", "--ages", "unknown", "-f"])
+        .arg(&policy)
+        .args(["--url", &reg.url()])
+        .output()
+        .unwrap();
+    let ageless = json(&out);
+    assert_eq!(ageless["times"], "unknown");
+    let ageless_tags: Vec<&serde_json::Value> =
+        ageless["repositories"].as_array().unwrap().iter().flat_map(|r| r["tags"].as_array().unwrap()).collect();
+    assert!(ageless_tags.iter().all(|t| t["pushed"].is_null()), "{ageless_tags:?}");
 
     // Maintenance writes its report and a compact summary for a termination message.
     reg.restart(true).await.unwrap();

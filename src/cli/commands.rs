@@ -42,7 +42,7 @@ pub async fn run(command: Command) -> CliResult {
                 .map_err(|e| Failure::other(format!("operator: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { policy, storage, url, age_from_config, access, protect, output, all } => {
+        Command::Plan { policy, storage, url, ages, age_from_config: _, access, protect, output, all } => {
             let policy = load::from_file(&policy).map_err(Failure::invalid)?;
             let compiled = compile(&policy.spec).map_err(Failure::invalid)?;
             let protections = protections(&protect, &compiled.hosts)?;
@@ -50,7 +50,7 @@ pub async fn run(command: Command) -> CliResult {
                 (Some(dir), _) => read_storage(&Layout::new(dir)).map_err(Failure::invalid)?,
                 (None, Some(url)) => {
                     let client = client(&url, &access)?;
-                    regsweep::storage::api::read_api(&client, age_from_config).await.map_err(Failure::registry)?
+                    regsweep::storage::api::read_api(&client, ages).await.map_err(Failure::registry)?
                 }
                 (None, None) => return Err(Failure::invalid("give --storage DIR or --url URL")),
             };

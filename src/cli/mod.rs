@@ -136,12 +136,16 @@ pub enum Command {
         /// The registry's storage root directory (storage.filesystem.rootdirectory).
         #[arg(long, conflicts_with = "url", required_unless_present = "url")]
         storage: Option<PathBuf>,
-        /// The registry's URL: an API-only preview (no untagged manifests, push times unknown
-        /// unless --age-from-config).
+        /// The registry's URL: an API-only preview (no untagged manifests; the API cannot tell
+        /// push times, so ages are build times, see --ages).
         #[arg(long)]
         url: Option<String>,
-        /// With --url: take each image's age from its config's `created` field.
-        #[arg(long, requires = "url")]
+        /// With --url: where image ages come from: each config's `created` field (its build
+        /// time), or none (age-based rules then keep everything).
+        #[arg(long, value_enum, default_value_t = regsweep::storage::api::Ages::Config, requires = "url")]
+        ages: regsweep::storage::api::Ages,
+        /// Accepted for compatibility: build times are the default now.
+        #[arg(long, hide = true, requires = "url")]
         age_from_config: bool,
         #[command(flatten)]
         access: RegistryAccess,

@@ -15,6 +15,7 @@ use crate::digest::Digest;
 use crate::policy::CompiledPolicy;
 use crate::policy::reference::ProtectedRef;
 use crate::storage::Snapshot;
+use crate::storage::snapshot::TimeSource;
 
 pub use estimate::Estimate;
 
@@ -47,6 +48,8 @@ impl Protection {
 pub struct Plan {
     pub source: String,
     pub generated_at: DateTime<Utc>,
+    /// What the ages the rules compared are: push times, or build times from the API.
+    pub times: TimeSource,
     pub repositories: Vec<RepositoryPlan>,
     pub summary: Summary,
     pub warnings: Vec<String>,
@@ -145,6 +148,15 @@ pub fn plan(policy: &CompiledPolicy, snapshot: &Snapshot, protections: &[Protect
     let mut all: Vec<Protection> = policy.protected.iter().cloned().map(Protection::protected).collect();
     all.extend(protections.iter().filter(|p| p.reference.names_registry(&policy.hosts)).cloned());
     let mut warnings = policy.warnings.clone();
+    match snapshot.times {
+        TimeSource::PushTime => {}
+        TimeSource::ConfigCreated => warnings.push(
+            "ages are the images' build times (each config's `created`), read through the registry API, which cannot tell push times: an image built long ago and pushed today counts as old".into(),
+        ),
+        TimeSource::Unknown => {
+            warnings.push("no ages are known (--ages unknown): keepLatest and olderThan keep every tag".into())
+        }
+    }
     if !snapshot.sees_untagged {
         warnings
             .push("this snapshot comes from the registry API, which cannot list untagged manifests; untagged rules are not applied".into());
@@ -170,5 +182,5 @@ pub fn plan(policy: &CompiledPolicy, snapshot: &Snapshot, protections: &[Protect
             }
         }
     }
-    Plan { source: snapshot.source.clone(), generated_at: now, repositories, summary, warnings }
+    Plan { source: snapshot.source.clone(), generated_at: now, times: snapshot.times, repositories, summary, warnings }
 }

@@ -14,11 +14,26 @@ pub struct Snapshot {
     pub source: String,
     /// False for an API snapshot, which cannot see untagged manifests.
     pub sees_untagged: bool,
+    /// What the tags' and manifests' `pushed` times are.
+    pub times: TimeSource,
     pub repositories: BTreeMap<String, Repository>,
     /// Size of every blob in the blob store (manifests included), by digest.
     pub blobs: HashMap<Digest, u64>,
     /// Entries that could not be read or made sense of; the snapshot carries on without them.
     pub problems: Vec<SnapshotProblem>,
+}
+
+/// Where a snapshot's times come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TimeSource {
+    /// Push times: the modification times of the storage's links.
+    #[default]
+    PushTime,
+    /// Build times: each image config's `created` field, read through the API.
+    ConfigCreated,
+    /// None known (an API snapshot without ages).
+    Unknown,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
