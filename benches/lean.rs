@@ -32,8 +32,10 @@ fn policy_yaml() -> String {
 
 /// A command's wall time and peak RSS (from `wait4`'s rusage; this process's children only).
 fn measured(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
+    // Its log goes to a file: a pipe nobody reads would fill and stall it.
+    let log = tempfile::NamedTempFile::new()?;
     let t = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let child = cmd.stdout(Stdio::null()).stderr(log.reopen()?).spawn()?;
     let pid = child.id() as i32;
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid, and `pid` is our own child, waited for once here.
@@ -41,7 +43,11 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
     let waited = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
     let took = t.elapsed();
     anyhow::ensure!(waited == pid, "wait4 failed");
-    anyhow::ensure!(nix::libc::WIFEXITED(status) && nix::libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
+    anyhow::ensure!(
+        nix::libc::WIFEXITED(status) && nix::libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed: {}",
+        std::fs::read_to_string(log.path()).unwrap_or_default()
+    );
     Ok((took, usage.ru_maxrss as u64 * 1024))
 }
 
