@@ -25,9 +25,7 @@ const TAGS_PER_REPOSITORY: usize = 100;
 const KEEP: usize = 90;
 
 fn policy_yaml() -> String {
-    format!(
-        "apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {{name: lean}}\nspec:\n  registry: {{}}\n  rules:\n    - repositories: [\"**\"]\n      keepLatest: {KEEP}\n"
-    )
+    results::keep_latest_policy("lean", "**", KEEP)
 }
 
 /// A command's wall time and peak RSS (from `wait4`'s rusage; this process's children only).

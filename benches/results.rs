@@ -3,6 +3,13 @@
 
 use std::path::Path;
 
+/// A policy keeping the newest `keep` tags of every repository matching `repositories`.
+pub fn keep_latest_policy(name: &str, repositories: &str, keep: usize) -> String {
+    format!(
+        "apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {{name: {name}}}\nspec:\n  registry: {{}}\n  rules:\n    - repositories: [\"{repositories}\"]\n      keepLatest: {keep}\n"
+    )
+}
+
 pub fn machine() -> String {
     format!("{} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), std::env::consts::ARCH)
 }

@@ -24,9 +24,7 @@ const KEEP: usize = 10;
 const SPREAD_REPOSITORIES: usize = 1000;
 
 fn policy_yaml() -> String {
-    format!(
-        "apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {{name: scale}}\nspec:\n  registry: {{}}\n  rules:\n    - repositories: [\"**\"]\n      keepLatest: {KEEP}\n"
-    )
+    results::keep_latest_policy("scale", "**", KEEP)
 }
 
 fn plain(name: String, tags: usize) -> RepoShape {

@@ -77,9 +77,7 @@ async fn run() -> anyhow::Result<()> {
             })
             .collect(),
     );
-    let policy_yaml = format!(
-        "apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {{name: bench}}\nspec:\n  registry: {{}}\n  rules:\n    - repositories: [\"bench/**\"]\n      keepLatest: {KEEP_LATEST}\n"
-    );
+    let policy_yaml = results::keep_latest_policy("bench", "bench/**", KEEP_LATEST);
     let policy = regsweep::policy::load::from_yaml(&policy_yaml, "bench")?;
     let compiled = regsweep::policy::compile(&policy.spec)?;
     let mut planned = 0;
