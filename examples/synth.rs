@@ -11,8 +11,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: synth <storage root> <tags>");
     };
     let tags: usize = tags.parse()?;
-    let shapes: Vec<RepoShape> =
-        (0..tags.div_ceil(100)).map(|i| RepoShape::mixed(format!("team-{}/app-{i}", i % 50), 100)).collect();
+    let shapes: Vec<RepoShape> = (0..tags.div_ceil(100)).map(|i| RepoShape::mixed(format!("team-{}/app-{i}", i % 50), 100)).collect();
     let written = write(&Layout::new(&root), &shapes, chrono::Utc::now())?;
     println!("{} tags, {} manifests, {} blobs in {root}", written.tags, written.manifests, written.blobs);
     Ok(())

@@ -90,7 +90,8 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// An image: a config naming it, a unique layer and the repository's base layer.
+    /// An image: a config naming it (built at `created`, which is what an API preview reads as
+    /// its age), a unique layer and the repository's base layer.
     fn image(
         &mut self,
         repo: &str,
@@ -98,6 +99,7 @@ impl Writer<'_> {
         oci: bool,
         base: &(Digest, usize),
         arch: &str,
+        created: DateTime<Utc>,
     ) -> std::io::Result<(Digest, usize, &'static str)> {
         let (manifest_type, config_type, layer_type) = if oci {
             (media::OCI_MANIFEST, media::OCI_CONFIG, media::OCI_LAYER)
@@ -106,7 +108,7 @@ impl Writer<'_> {
         };
         let layer = self.blob(format!("layer of {repo} {id} {arch}").as_bytes())?;
         let config_body = serde_json::to_vec(&json!({
-            "architecture": arch, "os": "linux",
+            "architecture": arch, "os": "linux", "created": created.to_rfc3339(),
             "config": {"Labels": {"build": id}},
             "rootfs": {"type": "layers", "diff_ids": [base.0.to_string(), layer.0.to_string()]},
         }))
@@ -127,10 +129,10 @@ impl Writer<'_> {
         Ok((digest, size, manifest_type))
     }
 
-    fn index(&mut self, repo: &str, id: &str, base: &(Digest, usize)) -> std::io::Result<Digest> {
+    fn index(&mut self, repo: &str, id: &str, base: &(Digest, usize), created: DateTime<Utc>) -> std::io::Result<Digest> {
         let mut children = Vec::new();
         for arch in ["amd64", "arm64"] {
-            let (d, s, t) = self.image(repo, id, true, base, arch)?;
+            let (d, s, t) = self.image(repo, id, true, base, arch, created)?;
             children.push(json!({"mediaType": t, "digest": d.to_string(), "size": s, "platform": {"architecture": arch, "os": "linux"}}));
         }
         let body = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": children})).expect("json");
@@ -149,9 +151,9 @@ pub fn write(layout: &Layout, repos: &[RepoShape], newest: DateTime<Utc>) -> std
             let id = format!("{n:06}");
             let pushed = newest - Duration::hours((repo.tags - 1 - n) as i64);
             let digest = if repo.index_every > 0 && n % repo.index_every == repo.index_every - 1 {
-                w.index(name, &id, &base)?
+                w.index(name, &id, &base, pushed)?
             } else {
-                w.image(name, &id, n % 2 == 0, &base, "amd64")?.0
+                w.image(name, &id, n % 2 == 0, &base, "amd64", pushed)?.0
             };
             w.tag(name, &format!("build-{id}"), &digest, pushed)?;
             if repo.alias_every > 0 && n % repo.alias_every == 0 {
@@ -159,9 +161,10 @@ pub fn write(layout: &Layout, repos: &[RepoShape], newest: DateTime<Utc>) -> std
             }
         }
         // Pushed (and retagged away from) a week before the newest tag.
-        let old = filetime::FileTime::from_unix_time((newest - Duration::days(7)).timestamp(), 0);
+        let week_ago = newest - Duration::days(7);
+        let old = filetime::FileTime::from_unix_time(week_ago.timestamp(), 0);
         for n in 0..repo.untagged {
-            let (digest, _, _) = w.image(name, &format!("untagged-{n:06}"), false, &base, "amd64")?;
+            let (digest, _, _) = w.image(name, &format!("untagged-{n:06}"), false, &base, "amd64", week_ago)?;
             filetime::set_file_mtime(layout.revision_link(name, &digest), old)?;
         }
     }

@@ -404,7 +404,7 @@ struct EndState {
     /// Digests with `blobs/sha256/xx/<hex>/data`.
     blobs: BTreeSet<String>,
     /// Files under the storage root outside `repositories/` and `blobs/` (regsweep's own state,
-    /// such as its lock and journal), relative to the root.
+    /// such as its lock and journal; not its trash), relative to the root.
     others: BTreeSet<String>,
 }
 
@@ -454,7 +454,9 @@ fn end_state(root: &Path) -> EndState {
     while let Some(dir) = stack.pop() {
         for (name, is_dir) in entries(&dir) {
             let path = dir.join(&name);
-            if path == v2.join("repositories") || path == blobs {
+            // What the trash still holds depends on how far its background emptying got (a run
+            // does not wait for it; the next run empties it): never part of the registry's state.
+            if path == v2.join("repositories") || path == blobs || path == root.join(".regsweep/trash") {
                 continue;
             }
             if is_dir {

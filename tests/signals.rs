@@ -130,7 +130,11 @@ async fn a_second_sweep_on_the_same_storage_is_refused_and_changes_nothing() {
     assert!(stderr.contains("another sweep holds") && stderr.contains(".regsweep/lock") && stderr.contains("since"), "{stderr}");
     assert!(stderr.contains(&first.id().to_string()), "names the holder's pid: {stderr}");
     assert!(first.wait().unwrap().success());
-    assert!(!reg.layout().root().join(".regsweep").exists(), "a finished sweep leaves no lock behind");
+    let dot = reg.layout().root().join(".regsweep");
+    assert!(!dot.join("lock").exists(), "a finished sweep leaves no lock behind");
+    // Only the trash it did not wait for may stay (emptied by the next run).
+    let left: Vec<_> = std::fs::read_dir(&dot).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+    assert!(left.iter().all(|n| n == "trash"), "{left:?}");
 
     // A crashed holder (SIGKILL) does not block the next run.
     let mut crashed = spawn_maintenance(&reg, &policy, dir.path(), &[]);

@@ -59,7 +59,7 @@ pub async fn run(command: Command) -> CliResult {
             }
             let plan = plan::plan(&compiled, &snapshot, &protections, chrono::Utc::now());
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes")),
+                Output::Json => print_json(&plan)?,
                 Output::Table => print!("{}", plan::render::table(&plan, all)),
             }
             Ok(ExitCode::SUCCESS)
@@ -79,6 +79,7 @@ pub async fn run(command: Command) -> CliResult {
             run_id,
             allow_redis_cache,
             untag_via_api,
+            approved_plan,
             output,
         } => {
             // First, so a SIGTERM at any later point (PID 1 in a container included) stops cleanly.
@@ -91,6 +92,16 @@ pub async fn run(command: Command) -> CliResult {
             if let Some(url) = &url {
                 client(url, &access)?;
             }
+            let approved = match &approved_plan {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| Failure::invalid(format!("--approved-plan {}: {e}; nothing was changed", path.display())))?;
+                    let approval = regsweep::plan::approval::Approval::from_json(&text)
+                        .map_err(|e| Failure::invalid(format!("--approved-plan {}: {e}", path.display())))?;
+                    Some(approval)
+                }
+                None => None,
+            };
             for (flag, path) in [("--report", &report), ("--summary-file", &summary_file)] {
                 if let Some(path) = path {
                     check_writable(flag, path)?;
@@ -111,25 +122,27 @@ pub async fn run(command: Command) -> CliResult {
                 interrupt: interrupt.clone(),
                 allow_redis_cache,
                 untag_on_storage: !untag_via_api,
+                approved,
             };
             let outcome = run_maintenance(opts).await.map_err(|e| Failure {
                 exit_code: match &e {
                     _ if e.is_invalid_input() => exit::INVALID_INPUT,
                     MaintenanceError::Locked(LockError::Held { .. }) => exit::LOCKED,
+                    MaintenanceError::OverLimit(_) => exit::OVER_LIMIT,
                     MaintenanceError::Interrupted { .. } => interrupt.signal().map_or(exit::OTHER, |s| 128 + s as u8),
                     _ => exit::REGISTRY_FAILURE,
                 },
                 message: e.to_string(),
             })?;
-            let json = serde_json::to_string_pretty(&outcome.report).expect("report serializes");
             if let Some(path) = report {
-                write(&path, &json)?;
+                let file = std::fs::File::create(&path).map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))?;
+                write_json(file, &outcome.report).map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))?;
             }
             if let Some(path) = summary_file {
                 write(&path, &serde_json::to_string(&outcome.report.compact()).expect("summary serializes"))?;
             }
             match output {
-                Output::Json => println!("{json}"),
+                Output::Json => print_json(&outcome.report)?,
                 Output::Table => {
                     if outcome.report.dry_run {
                         print!("{}", plan::render::table(&outcome.plan, false));
@@ -143,7 +156,7 @@ pub async fn run(command: Command) -> CliResult {
             let client = client(&url, &access)?;
             let report = regsweep::verify::verify_registry(&client).await.map_err(Failure::registry)?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+                Output::Json => print_json(&report)?,
                 Output::Table => {
                     println!(
                         "verified {} repositories, {} tags, {} manifests, {} blobs: {}",
@@ -215,6 +228,20 @@ fn check_writable(flag: &str, path: &Path) -> Result<(), Failure> {
     }
     nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
         .map_err(|e| bad(format!("its directory {} is not writable: {e}", parent.display())))
+}
+
+/// Pretty JSON streamed to `out`, not built in memory first: a plan of 200,000 tags is tens
+/// of megabytes of text.
+fn write_json(out: impl std::io::Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(out);
+    serde_json::to_writer_pretty(&mut out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    write_json(std::io::stdout().lock(), value).map_err(|e| Failure::other(format!("cannot write to standard output: {e}")))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {

@@ -15,6 +15,8 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     pub const REGISTRY_FAILURE: u8 = 3;
     pub const VERIFY_FAILED: u8 = 4;
+    /// The plan exceeds the policy's `spec.limits`; nothing was changed.
+    pub const OVER_LIMIT: u8 = 5;
     pub const LOCKED: u8 = 6;
     pub const OTHER: u8 = 1;
 }
@@ -201,6 +203,11 @@ pub enum Command {
         /// planned tags on the frozen storage first (slower: O(tags²) per repository).
         #[arg(long)]
         untag_via_api: bool,
+        /// A plan reviewed beforehand (`regsweep plan -o json > FILE`): the run deletes at most
+        /// what it deletes (anything pushed, retagged or protected since is kept), and
+        /// `spec.limits` do not hold it.
+        #[arg(long, value_name = "FILE")]
+        approved_plan: Option<PathBuf>,
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },

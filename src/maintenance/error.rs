@@ -39,6 +39,9 @@ pub enum MaintenanceError {
     Instance(#[from] InstanceError),
     #[error("garbage-collect: {0}")]
     Gc(#[from] GcError),
+    /// The plan exceeds `spec.limits`: nothing was changed.
+    #[error("{0}")]
+    OverLimit(crate::plan::limits::OverLimit),
     #[error("interrupted by {signal} {phase}; {detail}")]
     Interrupted { signal: String, phase: String, detail: String },
 }
@@ -57,6 +60,7 @@ impl MaintenanceError {
             MaintenanceError::Registry(e) => e.category(),
             MaintenanceError::Instance(_) => "instance",
             MaintenanceError::Gc(_) => "gc",
+            MaintenanceError::OverLimit(_) => "over-limit",
             MaintenanceError::Interrupted { .. } => "interrupted",
         }
     }

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
@@ -42,7 +43,7 @@ use crate::storage::layout::RESERVED_DIRS;
 use crate::storage::prune::{Changed, PruneOptions, PruneScope, prune};
 use crate::storage::read::check_root;
 use crate::storage::snapshot::Snapshot;
-use crate::storage::trash::{Emptier, Trash};
+use crate::storage::trash::{Emptier, Trash, trash_root};
 use crate::storage::usage::{Usage, measure};
 use crate::storage::{Layout, read_storage};
 
@@ -75,6 +76,9 @@ pub struct MaintenanceOptions {
     /// Remove the planned tags on the frozen storage before the deletes (see
     /// [`super::untag`]); false leaves all untagging to the registry's DELETE (O(N²)).
     pub untag_on_storage: bool,
+    /// A reviewed plan: the run deletes at most what it deletes (see [`plan::approval`]),
+    /// and the limits do not hold it.
+    pub approved: Option<plan::approval::Approval>,
 }
 
 impl MaintenanceOptions {
@@ -96,6 +100,7 @@ impl MaintenanceOptions {
             interrupt: Interrupt::none(),
             allow_redis_cache: false,
             untag_on_storage: true,
+            approved: None,
         }
     }
 }
@@ -197,8 +202,22 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
 
     // 4. The plan.
     let t = Instant::now();
-    let plan = plan::plan(&compiled, &snapshot, &opts.protections, Utc::now());
+    let plan = match &opts.approved {
+        Some(approval) => plan::approval::plan_within(&compiled, &snapshot, &opts.protections, approval, Utc::now())
+            .map_err(|e| MaintenanceError::Refused(format!("approved plan {}: {e}", approval.id)))?,
+        None => plan::plan(&compiled, &snapshot, &opts.protections, Utc::now()),
+    };
     let plan_ms = ms(t);
+    // The circuit breaker, before anything changes; an approved plan was reviewed instead.
+    let mut over_limit = None;
+    if opts.approved.is_none()
+        && let Err(over) = plan::limits::check(&compiled.limits, &plan)
+    {
+        if !dry_run {
+            return Err(MaintenanceError::OverLimit(over));
+        }
+        over_limit = Some(over.to_string());
+    }
     tracing::info!(
         tags_deleted = plan.summary.tags_deleted,
         manifests_deleted = plan.summary.manifests_deleted,
@@ -213,7 +232,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         finished: started_at,
         dry_run,
         plan: plan.summary.clone(),
-        warnings: plan.warnings.clone(),
+        warnings: plan.warnings.iter().cloned().chain(over_limit).collect(),
         snapshot_problems: snapshot.problems.len(),
         resumed,
         untag: None,
@@ -364,8 +383,14 @@ async fn sweep(
     drop(gc_check);
     // Untagged tags are moved into the trash, emptied in the background while the registry
     // deletes and collects (it also empties what an interrupted run left there).
-    let trash = if deletions.is_empty() { None } else { Trash::open(layout, &opts.run_id) };
-    let emptier = trash.as_ref().map(|_| Emptier::start(layout, &opts.run_id, interrupt.flag()));
+    // Prune moves what it removes there too. A run that deletes nothing still empties what an
+    // earlier run left.
+    let trash = if deletions.is_empty() && !matches!(entry::kind_of(&trash_root(layout)), Ok(Some(Kind::Dir))) {
+        None
+    } else {
+        Trash::open(layout, &opts.run_id).map(Arc::new)
+    };
+    let emptier = trash.as_ref().map(|_| Emptier::start(layout, &opts.run_id));
     if !deletions.is_empty() {
         // 6. Durable intent, then the deletes.
         Journal::new(&opts.run_id, &deletions)
@@ -375,7 +400,7 @@ async fn sweep(
         check(interrupt, "before the deletes")?;
         if opts.untag_on_storage {
             let t = Instant::now();
-            let untagged = untag_planned(layout, plan, trash.as_ref(), &interrupt.flag())
+            let untagged = untag_planned(layout, plan, trash.as_deref(), &interrupt.flag())
                 .map_err(|e| MaintenanceError::Storage(format!("{e}; rerun to finish (the journal approves the deletions)")))?;
             report.timings.untag_ms = ms(t);
             let interrupted_here = untagged.interrupted;
@@ -426,7 +451,7 @@ async fn sweep(
         }
         _ => PruneScope::Everything,
     };
-    let pruned = prune(layout, &PruneOptions { upload_max_age, dry_run: false, stop: Some(interrupt.flag()), scope });
+    let pruned = prune(layout, &PruneOptions { upload_max_age, dry_run: false, stop: Some(interrupt.flag()), scope, trash: trash.clone() });
     if pruned.interrupted {
         return Err(interrupted(interrupt, "while pruning", format!("{done} and collected; rerun to finish pruning")));
     }
@@ -434,7 +459,8 @@ async fn sweep(
     report.prune = Some(pruned);
     report.timings.prune_ms = ms(t);
     if let Some(emptier) = emptier {
-        let (emptied, waited) = emptier.finish();
+        // Not waited for: the rest is emptied by the next run, outside this one's window.
+        let (emptied, waited) = emptier.leave();
         report.trash = Some(emptied);
         report.timings.trash_ms = waited.as_millis() as u64;
     }

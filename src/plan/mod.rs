@@ -1,8 +1,10 @@
 //! The planner: policy + snapshot + protected references + now → every tag and manifest kept
 //! or deleted, with the reason a person can read. Pure: no I/O, so every rule is unit-tested.
 
+pub mod approval;
 mod decide;
 mod estimate;
+pub mod limits;
 pub mod render;
 mod signature;
 #[cfg(test)]
@@ -19,7 +21,7 @@ use crate::storage::snapshot::TimeSource;
 
 pub use estimate::Estimate;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Keep,
@@ -46,6 +48,9 @@ impl Protection {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
+    /// A content hash of what the plan deletes (every tag with its digest, every manifest):
+    /// the id an approval names. Two plans with the same id delete exactly the same things.
+    pub id: String,
     pub source: String,
     pub generated_at: DateTime<Utc>,
     /// What the ages the rules compared are: push times, or build times from the API.
@@ -182,5 +187,6 @@ pub fn plan(policy: &CompiledPolicy, snapshot: &Snapshot, protections: &[Protect
             }
         }
     }
-    Plan { source: snapshot.source.clone(), generated_at: now, times: snapshot.times, repositories, summary, warnings }
+    let id = approval::plan_id(&repositories);
+    Plan { id, source: snapshot.source.clone(), generated_at: now, times: snapshot.times, repositories, summary, warnings }
 }

@@ -90,5 +90,6 @@ pub fn table(plan: &Plan, all: bool) -> String {
         units::bytes(s.estimate.blob_bytes_before),
         units::bytes(s.estimate.bytes_already_unreferenced)
     );
+    let _ = writeln!(out, "plan id {} (approve it with `maintenance --approved-plan` on this plan's JSON)", plan.id);
     out
 }

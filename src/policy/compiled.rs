@@ -27,6 +27,8 @@ pub struct CompiledPolicy {
     /// How long an aborted sweep may take to stop.
     pub sweep_grace: Duration,
     pub dry_run: bool,
+    /// The circuit breaker (checked by [`crate::plan::limits`]).
+    pub limits: super::spec::Limits,
     /// Legal but worth a second look (shown with the plan).
     pub warnings: Vec<String>,
 }
@@ -174,10 +176,17 @@ pub fn compile(spec: &RegistryCleanupPolicySpec) -> Result<CompiledPolicy, Inval
         )
         .unwrap_or(Duration::seconds(30));
 
+    if let Some(p) = spec.limits.max_deleted_percent
+        && p > 100
+    {
+        c.push("spec.limits.maxDeletedPercent", format!("{p} is not a percentage; give 0 to 100"));
+    }
+
     if !c.0.is_empty() {
         return Err(InvalidPolicy { problems: c.0 });
     }
-    Ok(CompiledPolicy { rules, protected, hosts, schedule, time_zone, max_read_only, sweep_grace, dry_run: spec.dry_run, warnings })
+    let limits = spec.limits.clone();
+    Ok(CompiledPolicy { rules, protected, hosts, schedule, time_zone, max_read_only, sweep_grace, dry_run: spec.dry_run, limits, warnings })
 }
 
 pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {

@@ -55,6 +55,30 @@ pub struct RegistryCleanupPolicySpec {
     /// How the registry is kept from changing while the sweep runs.
     #[serde(default)]
     pub maintenance: MaintenanceSpec,
+    /// A circuit breaker: a run whose plan deletes more than this stops before anything is
+    /// frozen or deleted (an approved plan is let through).
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// At most this many tags deleted in one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_deleted_tags: Option<u64>,
+    /// At most this percentage (0–100) of the tags in the repositories the rules match
+    /// deleted in one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_deleted_percent: Option<u8>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.max_deleted_tags.is_none() && self.max_deleted_percent.is_none()
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]

@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use super::entry::{self, Entry, Kind, Listing};
 use super::layout::{Layout, RESERVED_DIRS};
+use super::trash::Trash;
 use crate::digest::Digest;
 
 /// How many removed paths the report lists (the counts are always complete): a big cleanup
@@ -46,6 +47,10 @@ pub struct PruneOptions {
     /// Set when the sweep is interrupted: pruning stops between repositories.
     pub stop: Option<Arc<AtomicBool>>,
     pub scope: PruneScope,
+    /// The run's trash: a removed directory is moved there in one `rename` (its link file
+    /// with it) instead of unlinked in place, which on a disk with online discard costs four
+    /// times as much and would stay inside the read-only window.
+    pub trash: Option<Arc<Trash>>,
 }
 
 /// What prune visits.
@@ -77,7 +82,13 @@ pub struct Changed {
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { upload_max_age: Duration::from_secs(24 * 3600), dry_run: false, stop: None, scope: PruneScope::Everything }
+        PruneOptions {
+            upload_max_age: Duration::from_secs(24 * 3600),
+            dry_run: false,
+            stop: None,
+            scope: PruneScope::Everything,
+            trash: None,
+        }
     }
 }
 
@@ -199,7 +210,7 @@ impl Pruner<'_> {
     /// Removes one file or one empty directory; never a tree.
     fn remove(&mut self, path: &Path, kind: Removal, dir: bool) -> bool {
         let size = if dir { 0 } else { fs::symlink_metadata(path).map_or(0, |m| m.len()) };
-        if !self.opts.dry_run {
+        if !self.opts.dry_run && !(dir && self.take(path)) {
             let result = if dir { fs::remove_dir(path) } else { fs::remove_file(path) };
             match result {
                 Ok(()) => {}
@@ -210,6 +221,25 @@ impl Pruner<'_> {
                 }
             }
         }
+        self.account(path, kind, size);
+        true
+    }
+
+    /// Moves `path` into the run's trash; false when there is none or the move failed (the
+    /// caller then removes in place).
+    fn take(&self, path: &Path) -> bool {
+        let Some(trash) = &self.opts.trash else { return false };
+        match trash.take(path) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot move into the trash; removing in place");
+                false
+            }
+        }
+    }
+
+    /// Records a removal (a real one, or in a dry run the one a real run would make).
+    fn account(&mut self, path: &Path, kind: Removal, size: u64) {
         tracing::debug!(path = %path.display(), ?kind, dry_run = self.opts.dry_run, "pruned");
         self.gone.insert(path.to_path_buf());
         let r = &mut self.report;
@@ -232,7 +262,6 @@ impl Pruner<'_> {
                 r.removed_not_listed += 1;
             }
         }
-        true
     }
 
     /// Removes `dir` when it is a directory and (now) empty; reports what keeps it otherwise.
@@ -248,17 +277,29 @@ impl Pruner<'_> {
     }
 
     /// Removes a regular file `<dir>/<file>` and then `dir` itself, when `dir` holds nothing
-    /// else: a link directory (`<hex>/link`).
+    /// else: a link directory (`<hex>/link`). With a trash, both go in one move.
     fn remove_link_dir(&mut self, dir: &Path, file: &str, kind: Removal) -> bool {
         let path = dir.join(file);
-        match self.kind(&path) {
-            None => {}
-            Some(Kind::File) if !self.remove(&path, Removal::Part, false) => return false,
-            Some(Kind::File) => {}
+        let has_file = match self.kind(&path) {
+            None => false,
+            Some(Kind::File) => true,
             Some(k) => {
                 self.problem(&path, format!("is {}, not a link file; left in place", k.describe()));
                 return false;
             }
+        };
+        let Some(left) = self.list(dir) else { return false };
+        let alone = left.iter().all(|e| e.path == path);
+        if has_file && alone && !self.opts.dry_run && self.opts.trash.is_some() {
+            let size = fs::symlink_metadata(&path).map_or(0, |m| m.len());
+            if self.take(dir) {
+                self.account(&path, Removal::Part, size);
+                self.account(dir, kind, 0);
+                return true;
+            }
+        }
+        if has_file && !self.remove(&path, Removal::Part, false) {
+            return false;
         }
         self.empty_or_report(dir) && self.remove(dir, kind, true)
     }
@@ -347,6 +388,23 @@ impl Pruner<'_> {
             }
         }
         remains
+    }
+
+    /// In a repository the sweep changed but did not empty: the history entries of its
+    /// remaining tags that name a revision it deleted (a tag once pushed over a deleted
+    /// manifest). One listing per tag; anything else about the tags is left to whole visits.
+    fn history_naming(&mut self, repo: &str, deleted: &[Digest]) {
+        let deleted: HashSet<&str> = deleted.iter().map(Digest::hex).collect();
+        let Some(tags) = self.list(&self.layout.tags(repo)) else { return };
+        for tag in tags.iter().filter(|t| t.kind == Kind::Dir) {
+            let Listing::Entries(history) = entry::list(&tag.path.join("index/sha256")) else { continue };
+            for e in history.iter().filter(|e| e.kind == Kind::Dir && deleted.contains(e.name.as_str())) {
+                let Ok(d) = Digest::from_hex(&e.name) else { continue };
+                if !self.revision_present(repo, &d) {
+                    self.remove_link_dir(&e.path, "link", Removal::StaleTagHistory);
+                }
+            }
+        }
     }
 
     /// `_layers` links whose blob `data` no longer exists (and link directories without a link).
@@ -494,7 +552,7 @@ impl Pruner<'_> {
                 self.remove_dir_if_empty(&dir, Removal::EmptyRevision);
             }
         }
-        self.tags(name);
+        self.history_naming(name, &changed.revisions);
         let layers = self.layout.layers(name);
         if !matches!(self.kind(&layers), Some(Kind::Dir)) {
             return;
@@ -671,6 +729,7 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
 
 #[cfg(test)]
 mod tests {
+    use super::super::trash::trash_root;
     use super::*;
 
     fn touch(path: &Path, content: &str) {
@@ -763,6 +822,39 @@ mod tests {
         assert_eq!(tree(dir.path()), before);
         let real = prune(&layout, &PruneOptions::default());
         assert_eq!(PruneReport { dry_run: false, ..dry }, real);
+    }
+
+    #[test]
+    fn with_a_trash_the_same_entries_go_and_land_in_the_trash() {
+        let (plain, trashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (Layout::new(plain.path()), Layout::new(trashed.path()));
+        littered(&a);
+        littered(&b);
+        // A stray file inside a dangling layer link's directory: it keeps the directory, so
+        // that one cannot be moved whole.
+        let gone = Digest::of(b"gone");
+        for l in [&a, &b] {
+            touch(&l.layers("team-a").join(gone.hex()).join("notes.txt"), "mine");
+        }
+        let trash = Arc::new(Trash::open(&b, "run-1").unwrap());
+        let without = prune(&a, &PruneOptions::default());
+        let mut with = prune(&b, &PruneOptions { trash: Some(trash), ..Default::default() });
+        for p in &mut with.problems {
+            *p = p.replace(&trashed.path().display().to_string(), &plain.path().display().to_string());
+        }
+        assert_eq!(without, with);
+        let outside_trash = |root: &Path| {
+            tree(root)
+                .into_iter()
+                .filter(|p| !p.starts_with(root.join(".regsweep")))
+                .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(outside_trash(plain.path()), outside_trash(trashed.path()));
+        assert!(b.layers("team-a").join(gone.hex()).join("notes.txt").exists());
+        let moved = tree(&trash_root(&b).join("run-1"));
+        assert!(moved.iter().any(|p| p.ends_with("link")), "link directories moved whole: {moved:?}");
+        assert!(!moved.iter().any(|p| p.ends_with("notes.txt")));
     }
 
     #[test]

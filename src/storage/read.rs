@@ -8,7 +8,6 @@
 //! - entries `registry garbage-collect` fails or hangs on are marked `blocks_gc`, so a sweep
 //!   refuses to start deleting before they are repaired.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
@@ -30,9 +29,8 @@ pub fn read_storage(layout: &Layout) -> Result<Snapshot, String> {
     read_blob_sizes(layout, &mut snap);
     let mut names = Vec::new();
     find_repositories(&layout.repositories(), "", &mut names, &mut snap.problems);
-    let mut parsed: HashMap<Digest, (String, Content, Option<Digest>)> = HashMap::new();
     for name in names {
-        let repo = read_repository(layout, &name, &mut parsed, &mut snap.problems);
+        let repo = read_repository(layout, &name, &mut snap.problems);
         snap.repositories.insert(name, repo);
     }
     Ok(snap)
@@ -168,12 +166,7 @@ fn taint(repo: &mut Repository, problems: &mut Vec<SnapshotProblem>, path: &Path
     repo.unreadable.push(path.display().to_string());
 }
 
-fn read_repository(
-    layout: &Layout,
-    name: &str,
-    parsed: &mut HashMap<Digest, (String, Content, Option<Digest>)>,
-    problems: &mut Vec<SnapshotProblem>,
-) -> Repository {
+fn read_repository(layout: &Layout, name: &str, problems: &mut Vec<SnapshotProblem>) -> Repository {
     let mut repo = Repository { name: name.to_string(), ..Default::default() };
     let manifests = layout.repository(name).join("_manifests");
     if let Ok(Some(k)) = entry::kind_of(&manifests)
@@ -182,17 +175,12 @@ fn read_repository(
         taint(&mut repo, problems, &manifests, format!("is {}, not a directory", k.describe()), false);
         return repo;
     }
-    read_revisions(layout, &mut repo, parsed, problems);
+    read_revisions(layout, &mut repo, problems);
     read_tags(layout, &mut repo, problems);
     repo
 }
 
-fn read_revisions(
-    layout: &Layout,
-    repo: &mut Repository,
-    parsed: &mut HashMap<Digest, (String, Content, Option<Digest>)>,
-    problems: &mut Vec<SnapshotProblem>,
-) {
+fn read_revisions(layout: &Layout, repo: &mut Repository, problems: &mut Vec<SnapshotProblem>) {
     let name = repo.name.clone();
     let revisions = layout.revisions(&name);
     let entries = match entry::list(&revisions) {
@@ -228,13 +216,12 @@ fn read_revisions(
                 continue;
             }
         }
-        let (media_type, content, subject) = parsed
-            .entry(digest.clone())
-            .or_insert_with(|| match read_manifest_blob(&layout.blob_data(&digest)) {
-                Ok(body) => parse_manifest(&body),
-                Err(e) => (String::new(), Content::Unknown { why: format!("manifest blob unreadable: {e}") }, None),
-            })
-            .clone();
+        // Parsed again in every repository that links it (no cache): a manifest mounted into
+        // many repositories is rare, and a cache would hold a second copy of every manifest.
+        let (media_type, content, subject) = match read_manifest_blob(&layout.blob_data(&digest)) {
+            Ok(body) => parse_manifest(&body),
+            Err(e) => (String::new(), Content::Unknown { why: format!("manifest blob unreadable: {e}") }, None),
+        };
         if let Content::Unknown { why } = &content {
             problem(problems, &link, format!("manifest {digest}: {why}"), false);
         }

@@ -102,6 +102,9 @@ pub struct Emptied {
     pub removed: u64,
     /// Entries that could not be removed (left for the next run).
     pub left: u64,
+    /// The run ended before its trash was empty: the next run empties it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub left_for_next_run: bool,
 }
 
 /// Removes everything under `dir`, depth first, without following symlinks; `dir` itself is
@@ -161,15 +164,19 @@ pub fn empty_all(layout: &Layout, active: Option<&str>, stop: &AtomicBool) -> Em
 /// there while the registry deletes and collects is unlinked meanwhile.
 pub struct Emptier {
     finish: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    /// Stops a pass between two entries: the emptier is left (or dropped, on an error or an
+    /// interruption) and the next run empties the rest.
+    halt: Arc<AtomicBool>,
+    dir: PathBuf,
     handle: Option<JoinHandle<Emptied>>,
 }
 
 impl Emptier {
     /// Empties every run's trash; the directory of `active` is removed only at the end.
-    pub fn start(layout: &Layout, active: &str, stop: Arc<AtomicBool>) -> Emptier {
-        let finish = Arc::new(AtomicBool::new(false));
-        let (layout, fin, st, active) = (layout.clone(), finish.clone(), stop.clone(), active.to_string());
+    pub fn start(layout: &Layout, active: &str) -> Emptier {
+        let (finish, halt) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (layout, fin, st, active) = (layout.clone(), finish.clone(), halt.clone(), active.to_string());
+        let dir = trash_root(&layout).join(&active);
         let handle = std::thread::Builder::new()
             .name("trash".into())
             .spawn(move || {
@@ -194,25 +201,37 @@ impl Emptier {
                 }
             })
             .ok();
-        Emptier { finish, stop, handle }
+        Emptier { finish, halt, dir, handle }
     }
 
-    /// Waits for the trash to be empty (or for a stop request); returns what was emptied and
-    /// how long the wait took.
+    /// Waits for the trash to be empty; returns what was emptied and how long the wait took.
     pub fn finish(mut self) -> (Emptied, Duration) {
         let t = Instant::now();
         self.finish.store(true, Ordering::SeqCst);
         let emptied = self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
         (emptied, t.elapsed())
     }
+
+    /// Stops between two entries without waiting for the trash to be empty: what is still
+    /// there is emptied by the next run, in the background of its deletes, so the read-only
+    /// window does not wait for it. An emptied trash is removed (so `.regsweep` can go).
+    pub fn leave(mut self) -> (Emptied, Duration) {
+        let t = Instant::now();
+        self.halt.store(true, Ordering::SeqCst);
+        let mut emptied = self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let _ = fs::remove_dir(&self.dir);
+        if let Some(root) = self.dir.parent() {
+            let _ = fs::remove_dir(root);
+        }
+        emptied.left_for_next_run = matches!(entry::kind_of(&self.dir), Ok(Some(_)));
+        (emptied, t.elapsed())
+    }
 }
 
 impl Drop for Emptier {
     fn drop(&mut self) {
-        // Dropped unfinished (an error or an interruption): stop between entries; the next
-        // run empties the rest.
         if let Some(h) = self.handle.take() {
-            self.stop.store(true, Ordering::SeqCst);
+            self.halt.store(true, Ordering::SeqCst);
             let _ = h.join();
         }
     }
@@ -238,7 +257,7 @@ mod tests {
         assert!(!tags.join("v1").exists());
         assert!(!trash.take(&tags.join("v1")).unwrap(), "already gone");
         let emptied = empty_all(&layout, Some("run-1"), &AtomicBool::new(false));
-        assert_eq!(emptied, Emptied { removed: 4, left: 0 }, "link, current, the symlink itself, v1");
+        assert_eq!(emptied, Emptied { removed: 4, ..Default::default() }, "link, current, the symlink itself, v1");
         assert!(trash.take(&layout.tags("app")).unwrap(), "the active run's directory stays usable");
         assert_eq!(empty_all(&layout, None, &AtomicBool::new(false)).removed, 2, "tags, then the run's directory");
         assert!(outside.join("precious").exists(), "nothing behind a symlink is touched");
@@ -264,12 +283,33 @@ mod tests {
     }
 
     #[test]
+    fn a_left_trash_is_emptied_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("root"));
+        fs::create_dir_all(layout.root()).unwrap();
+        let trash = Trash::open(&layout, "run-1").unwrap();
+        let emptier = Emptier::start(&layout, "run-1");
+        for i in 0..2000 {
+            let d = layout.layers("app").join(format!("{i}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("link"), "x").unwrap();
+            trash.take(&d).unwrap();
+        }
+        let (left, _) = emptier.leave();
+        let run_dir = trash_root(&layout).join("run-1");
+        assert_eq!(left.left_for_next_run, run_dir.exists(), "{left:?}");
+        let next = empty_all(&layout, None, &AtomicBool::new(false));
+        assert_eq!(left.removed + next.removed, 2 * 2000 + u64::from(left.left_for_next_run), "{left:?} then {next:?}");
+        assert!(!run_dir.exists());
+    }
+
+    #[test]
     fn the_emptier_removes_what_arrives_while_it_runs() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path().join("root"));
         fs::create_dir_all(layout.root()).unwrap();
         let trash = Trash::open(&layout, "run-1").unwrap();
-        let emptier = Emptier::start(&layout, "run-1", Arc::new(AtomicBool::new(false)));
+        let emptier = Emptier::start(&layout, "run-1");
         for i in 0..50 {
             let d = layout.tags("app").join(format!("t{i}/current"));
             fs::create_dir_all(&d).unwrap();
