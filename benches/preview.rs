@@ -141,15 +141,22 @@ async fn run() -> anyhow::Result<()> {
                 )
                 .map(|(t, _)| t)
             };
-            (Some(cli(&[])?), Some(cli(&["--order-by-date"])?))
+            // registry-cli's own failures are results too (its --order-by-date path has
+            // crashed with a TypeError in get_datetime_tags()).
+            let said = |r: anyhow::Result<Duration>| r.map_err(|e| e.to_string().lines().last().unwrap_or("failed").to_string());
+            (Some(said(cli(&[]))), Some(said(cli(&["--order-by-date"]))))
         }
         Err(_) => (None, None),
     };
-    let secs = |d: Option<Duration>| d.map_or("not run (set REGSWEEP_REGISTRY_CLI)".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let secs = |d: &Option<Result<Duration, String>>| match d {
+        None => "not run (set REGSWEEP_REGISTRY_CLI)".to_string(),
+        Some(Ok(d)) => format!("{:.1} s", d.as_secs_f64()),
+        Some(Err(e)) => format!("fails: {}", e.replace('|', "/")),
+    };
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
-    let vs_cli = match cli_plain {
-        Some(c) => format!("{:.2} ({})", plan_took.as_secs_f64() / c.as_secs_f64(), verdict(plan_took <= c)),
-        None => "-".into(),
+    let vs_cli = match &cli_plain {
+        Some(Ok(c)) => format!("{:.2} ({})", plan_took.as_secs_f64() / c.as_secs_f64(), verdict(plan_took <= *c)),
+        _ => "-".into(),
     };
     let row = format!(
         "| {} | {} | {} tags in {repos} repositories, {} GETs | {ceiling_rate:.0}/s | {:.1} s, {plan_rate:.0}/s, {deleted} tags deleted, ages: {times} | {at_ceiling:.2} ({}) | {} | {} | {vs_cli} |",
@@ -159,8 +166,8 @@ async fn run() -> anyhow::Result<()> {
         requests.len(),
         plan_took.as_secs_f64(),
         verdict(at_ceiling >= 0.8),
-        secs(cli_plain),
-        secs(cli_dated),
+        secs(&cli_plain),
+        secs(&cli_dated),
     );
     println!("{row}");
     results::record(

@@ -1023,3 +1023,109 @@ async fn a_lagging_watch_cache_never_loses_the_run_in_flight() {
     let own_lock = cluster.server.list("events.k8s.io/v1/events", "registry").into_iter().find(|e| e["reason"] == "RegistryLocked");
     assert!(own_lock.is_none(), "the policy was told its own run holds the lock: {own_lock:?}");
 }
+
+fn with_spec(cluster: &Cluster, extra: &[(&str, serde_yaml::Value)]) -> String {
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&policy_yaml(cluster, false)).unwrap();
+    for (key, value) in extra {
+        doc["spec"][*key] = value.clone();
+    }
+    serde_yaml::to_string(&doc).unwrap()
+}
+
+/// Waits for a plan to be pending in `phase`.
+async fn wait_pending(cluster: &Cluster, phase: &str) -> regsweep::policy::RegistryCleanupPolicyStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = status_of(cluster, "demo").await
+            && s.pending_plan.is_some()
+            && s.run.is_none()
+            && s.phase.as_deref() == Some(phase)
+        {
+            return s;
+        }
+        if started.elapsed() > Duration::from_secs(240) {
+            let dump = cluster.kubectl(&["get", "rcp,job,pod", "-A", "-o", "yaml"]);
+            panic!("no plan became pending in {phase}:\n{}", String::from_utf8_lossy(&dump.stdout));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for a run that executed a plan (not a review) to finish.
+async fn wait_executed(cluster: &Cluster) -> regsweep::policy::RunSummary {
+    let started = Instant::now();
+    loop {
+        if let Some(run) = last_run(cluster).await.filter(|r| !r.review) {
+            return run;
+        }
+        assert!(started.elapsed() < Duration::from_secs(240), "no run executed the plan: {:?}", status_of(cluster, "demo").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn condition(status: &regsweep::policy::RegistryCleanupPolicyStatus, type_: &str) -> (String, String) {
+    let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manual_approval_waits_and_the_annotation_starts_the_run() {
+    let cluster = filled().await;
+    let before = template(&cluster).await;
+    let tags_before = cluster.registry().tags("team-a/api").await.unwrap();
+    let _operator = start_operator(&cluster);
+    cluster.apply("policy.yaml", &with_spec(&cluster, &[("approval", "Manual".into())]));
+    let status = wait_pending(&cluster, "AwaitingApproval").await;
+    let pending = status.pending_plan.clone().unwrap();
+    assert!(pending.id.starts_with("plan-") && pending.tags_deleted > 0 && !pending.largest.is_empty(), "{pending:?}");
+    assert!(pending.details.contains("kubectl logs") && pending.details.contains(".regsweep/plans/"), "{}", pending.details);
+    assert_eq!(condition(&status, "Ready"), ("False".into(), "AwaitingApproval".into()));
+    assert_eq!(condition(&status, "Stalled").0, "False", "waiting for a person is not a failure");
+    assert!(status.last_run.as_ref().is_some_and(|r| r.review && r.plan_id == pending.id));
+    assert_eq!(template(&cluster).await, before, "nothing is frozen while the plan waits");
+    assert_eq!(cluster.registry().tags("team-a/api").await.unwrap(), tags_before);
+
+    // An id that is not the pending plan's is refused, and runs nothing.
+    let annotate = |id: &str| format!("{}={id}", regsweep::operator::review::APPROVE_ANNOTATION);
+    cluster.kubectl_ok(&["annotate", "rcp", "demo", "-n", "registry", &annotate("plan-00000000000000000000"), "--overwrite"]);
+    wait_for("the approval to be refused", Duration::from_secs(30), || async {
+        status_of(&cluster, "demo").await.and_then(|s| s.pending_plan).is_some_and(|p| p.refused.is_some())
+    })
+    .await;
+    assert_eq!(template(&cluster).await, before);
+
+    cluster.kubectl_ok(&["annotate", "rcp", "demo", "-n", "registry", &annotate(&pending.id), "--overwrite"]);
+    let run = wait_executed(&cluster).await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert_eq!(run.plan_id, pending.id);
+    assert_eq!(run.tags_deleted, pending.tags_deleted, "nothing changed since the review: the approved plan ran whole");
+    assert!(status_of(&cluster, "demo").await.unwrap().pending_plan.is_none());
+    assert_thawed(&cluster, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plan_over_its_limit_is_held_until_the_limit_is_raised() {
+    let cluster = filled().await;
+    let before = template(&cluster).await;
+    let tags_before = cluster.registry().tags("team-a/api").await.unwrap();
+    let _operator = start_operator(&cluster);
+    let limits = |n: u64| serde_yaml::to_value(serde_json::json!({"maxDeletedTags": n})).unwrap();
+    cluster.apply("policy.yaml", &with_spec(&cluster, &[("limits", limits(1))]));
+    let status = wait_pending(&cluster, "Held").await;
+    let pending = status.pending_plan.clone().unwrap();
+    let over = pending.over_limit.clone().expect("held over the limit");
+    assert!(over.contains("maxDeletedTags 1") && over.contains("nothing was changed"), "{over}");
+    assert_eq!(condition(&status, "Stalled"), ("True".into(), "OverLimit".into()));
+    let events = cluster.kubectl_ok(&["get", "events", "-n", "registry", "-o", "json"]);
+    assert!(events.contains("OverLimit"), "an OverLimit Event: {events}");
+    assert_eq!(template(&cluster).await, before, "a held run never freezes");
+    assert_eq!(cluster.registry().tags("team-a/api").await.unwrap(), tags_before);
+
+    // Raising the limit is a new generation: a new review, within the limit, then the run.
+    cluster.apply("policy.yaml", &with_spec(&cluster, &[("limits", limits(10_000))]));
+    let run = wait_executed(&cluster).await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert!(run.tags_deleted > 0);
+    assert!(status_of(&cluster, "demo").await.unwrap().pending_plan.is_none());
+    assert_thawed(&cluster, &before).await;
+}

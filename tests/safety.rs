@@ -3,7 +3,8 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use support::{assert_unchanged, fingerprint};
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
@@ -15,32 +16,6 @@ use regsweep::maintenance::error::MaintenanceError;
 use regsweep::maintenance::run::{MaintenanceOptions, run_maintenance};
 
 const BIN: &str = env!("CARGO_BIN_EXE_regsweep");
-
-/// Every file under the storage with its size and, for small files (links), its content.
-/// Tolerates files vanishing while it walks (a sweep running meanwhile).
-fn fingerprint(root: &Path) -> BTreeMap<String, (u64, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            } else if let Ok(meta) = e.metadata() {
-                let content = if meta.len() < 200 { std::fs::read(&path).unwrap_or_default() } else { Vec::new() };
-                out.insert(path.strip_prefix(root).unwrap().display().to_string(), (meta.len(), content));
-            }
-        }
-    }
-    out
-}
-
-/// Fails with the files that were added, removed or changed.
-fn assert_unchanged(before: &BTreeMap<String, (u64, Vec<u8>)>, root: &Path) {
-    let after = fingerprint(root);
-    let changed: Vec<&String> = before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
-    assert!(changed.is_empty(), "nothing may change, but these files did: {changed:?}");
-}
 
 const POLICY: &str = "apiVersion: regsweep.dev/v1alpha1\nkind: RegistryCleanupPolicy\nmetadata: {name: t}\nspec:\n  registry: {}\n  rules:\n    - repositories: [\"**\"]\n      keepLatest: 1\n      untagged: Delete\n";
 

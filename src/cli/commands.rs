@@ -74,12 +74,15 @@ pub async fn run(command: Command) -> CliResult {
             dry_run,
             report,
             summary_file,
+            plan_file,
             upload_max_age,
             concurrency,
             run_id,
             allow_redis_cache,
             untag_via_api,
             approved_plan,
+            approved_run,
+            save_plan,
             output,
         } => {
             // First, so a SIGTERM at any later point (PID 1 in a container included) stops cleanly.
@@ -102,7 +105,10 @@ pub async fn run(command: Command) -> CliResult {
                 }
                 None => None,
             };
-            for (flag, path) in [("--report", &report), ("--summary-file", &summary_file)] {
+            if let Some(dir) = plan_file.as_deref().and_then(Path::parent).filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Failure::invalid(format!("--plan-file: cannot create {}: {e}", dir.display())))?;
+            }
+            for (flag, path) in [("--report", &report), ("--summary-file", &summary_file), ("--plan-file", &plan_file)] {
                 if let Some(path) = path {
                     check_writable(flag, path)?;
                 }
@@ -123,6 +129,8 @@ pub async fn run(command: Command) -> CliResult {
                 allow_redis_cache,
                 untag_on_storage: !untag_via_api,
                 approved,
+                approved_run,
+                save_plan,
             };
             let outcome = run_maintenance(opts).await.map_err(|e| Failure {
                 exit_code: match &e {
@@ -135,8 +143,10 @@ pub async fn run(command: Command) -> CliResult {
                 message: e.to_string(),
             })?;
             if let Some(path) = report {
-                let file = std::fs::File::create(&path).map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))?;
-                write_json(file, &outcome.report).map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))?;
+                write_json_file(&path, &outcome.report)?;
+            }
+            if let Some(path) = plan_file {
+                write_json_file(&path, &outcome.plan)?;
             }
             if let Some(path) = summary_file {
                 write(&path, &serde_json::to_string(&outcome.report.compact()).expect("summary serializes"))?;
@@ -238,6 +248,12 @@ fn write_json(out: impl std::io::Write, value: &impl serde::Serialize) -> std::i
     serde_json::to_writer_pretty(&mut out, value)?;
     out.write_all(b"\n")?;
     out.flush()
+}
+
+fn write_json_file(path: &Path, value: &impl serde::Serialize) -> Result<(), Failure> {
+    std::fs::File::create(path)
+        .and_then(|file| write_json(file, value))
+        .map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {

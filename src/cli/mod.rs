@@ -186,6 +186,10 @@ pub enum Command {
         /// Also write a compact JSON summary here (a container's termination message).
         #[arg(long)]
         summary_file: Option<PathBuf>,
+        /// Write the plan this run made, as `plan -o json` does (its directory is created):
+        /// with --dry-run, the plan to review and then pass to --approved-plan.
+        #[arg(long, value_name = "FILE")]
+        plan_file: Option<PathBuf>,
         /// Remove upload sessions older than this.
         #[arg(long, default_value = "24h")]
         upload_max_age: String,
@@ -206,8 +210,16 @@ pub enum Command {
         /// A plan reviewed beforehand (`regsweep plan -o json > FILE`): the run deletes at most
         /// what it deletes (anything pushed, retagged or protected since is kept), and
         /// `spec.limits` do not hold it.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "approved_run")]
         approved_plan: Option<PathBuf>,
+        /// The approved plan is the one run RUN_ID saved on the storage with --save-plan (how
+        /// the operator hands a reviewed plan to the run that executes it).
+        #[arg(long, value_name = "RUN_ID")]
+        approved_run: Option<String>,
+        /// Save this run's plan on the storage, under `.regsweep/plans/<run id>.json`, for
+        /// review (the newest 10 are kept).
+        #[arg(long)]
+        save_plan: bool,
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },

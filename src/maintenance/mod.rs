@@ -11,5 +11,6 @@ pub mod journal;
 pub mod lock;
 pub mod progress;
 pub mod report;
+pub mod review;
 pub mod run;
 pub mod untag;

@@ -24,7 +24,14 @@ pub struct MaintenanceReport {
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
     pub dry_run: bool,
+    /// The plan's id (what an approval names).
+    pub plan_id: String,
     pub plan: Summary,
+    /// The plan exceeds `spec.limits` (a dry run reports it; a real run stops before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub over_limit: Option<String>,
+    /// The repositories with the most tags deleted (at most 5).
+    pub largest: Vec<crate::policy::RepositoryDeletions>,
     pub warnings: Vec<String>,
     pub snapshot_problems: usize,
     /// Deletions approved by an interrupted run's journal that this run finished.
@@ -106,6 +113,9 @@ impl MaintenanceReport {
             },
             bytes_reclaimed: self.bytes_reclaimed,
             bytes_estimated: self.plan.estimate.bytes_freed,
+            plan_id: self.plan_id.clone(),
+            over_limit: self.over_limit.clone(),
+            largest: self.largest.clone(),
         }
     }
 

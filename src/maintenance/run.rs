@@ -79,6 +79,11 @@ pub struct MaintenanceOptions {
     /// A reviewed plan: the run deletes at most what it deletes (see [`plan::approval`]),
     /// and the limits do not hold it.
     pub approved: Option<plan::approval::Approval>,
+    /// The plan saved on the storage by that run (see [`super::review`]) is the approved one
+    /// (the operator's way to pass a reviewed plan to the run that executes it).
+    pub approved_run: Option<String>,
+    /// Save this run's plan on the storage for review (see [`super::review`]).
+    pub save_plan: bool,
 }
 
 impl MaintenanceOptions {
@@ -101,6 +106,8 @@ impl MaintenanceOptions {
             allow_redis_cache: false,
             untag_on_storage: true,
             approved: None,
+            approved_run: None,
+            save_plan: false,
         }
     }
 }
@@ -202,7 +209,12 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
 
     // 4. The plan.
     let t = Instant::now();
-    let plan = match &opts.approved {
+    let approved = match (&opts.approved, &opts.approved_run) {
+        (Some(a), _) => Some(a.clone()),
+        (None, Some(run)) => Some(super::review::load(&layout, run).map_err(MaintenanceError::Refused)?),
+        (None, None) => None,
+    };
+    let plan = match &approved {
         Some(approval) => plan::approval::plan_within(&compiled, &snapshot, &opts.protections, approval, Utc::now())
             .map_err(|e| MaintenanceError::Refused(format!("approved plan {}: {e}", approval.id)))?,
         None => plan::plan(&compiled, &snapshot, &opts.protections, Utc::now()),
@@ -210,7 +222,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     let plan_ms = ms(t);
     // The circuit breaker, before anything changes; an approved plan was reviewed instead.
     let mut over_limit = None;
-    if opts.approved.is_none()
+    if approved.is_none()
         && let Err(over) = plan::limits::check(&compiled.limits, &plan)
     {
         if !dry_run {
@@ -224,6 +236,10 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         bytes_estimated = plan.summary.estimate.bytes_freed,
         "plan made"
     );
+    if opts.save_plan {
+        let saved = super::review::save(&layout, &opts.run_id, &plan).map_err(MaintenanceError::Storage)?;
+        tracing::info!(plan = %plan.id, path = %saved.display(), "plan saved for review");
+    }
     let mut report = MaintenanceReport {
         run_id: opts.run_id.clone(),
         policy: policy_name,
@@ -231,8 +247,15 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         started: started_at,
         finished: started_at,
         dry_run,
+        plan_id: plan.id.clone(),
         plan: plan.summary.clone(),
-        warnings: plan.warnings.iter().cloned().chain(over_limit).collect(),
+        warnings: plan.warnings.iter().cloned().chain(over_limit.clone()).collect(),
+        over_limit,
+        largest: plan
+            .largest(5)
+            .into_iter()
+            .map(|(repository, n)| crate::policy::RepositoryDeletions { repository, tags_deleted: n as u64 })
+            .collect(),
         snapshot_problems: snapshot.problems.len(),
         resumed,
         untag: None,

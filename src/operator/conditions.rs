@@ -21,6 +21,8 @@ pub enum Health<'a> {
     Idle { phase: &'a str, message: &'a str, failure: Option<&'a str> },
     /// Cannot proceed until something changes (the policy, a Secret, the Deployment).
     Stalled { reason: &'a str, message: &'a str },
+    /// Healthy, but waiting for a person (an approval): not ready, not progressing.
+    Waiting { reason: &'a str, message: &'a str },
 }
 
 pub fn apply(conditions: &mut Vec<Condition>, health: Health<'_>, generation: Option<i64>, now: DateTime<Utc>) {
@@ -39,6 +41,13 @@ pub fn apply(conditions: &mut Vec<Condition>, health: Health<'_>, generation: Op
             put(PROGRESSING, false, phase, "");
             put(RECONCILING, false, phase, "");
             put(STALLED, false, phase, "");
+        }
+        Health::Waiting { reason, message } => {
+            put(READY, false, reason, message);
+            put(DEGRADED, false, "AsExpected", "");
+            put(PROGRESSING, false, reason, "");
+            put(RECONCILING, false, reason, "");
+            put(STALLED, false, reason, "");
         }
         Health::Stalled { reason, message } => {
             put(READY, false, reason, message);

@@ -45,6 +45,10 @@ pub struct JobInputs<'a> {
     pub termination_grace_seconds: i64,
     /// The sweep container's resources; None: the registry container's.
     pub resources: Option<ResourceRequirements>,
+    /// A review run: plan only, and save the plan on the volume for the run that executes it.
+    pub review: bool,
+    /// Execute at most the plan this review run saved.
+    pub approved_run: Option<&'a str>,
 }
 
 /// The init container only copies one binary; it still declares resources, so a namespace
@@ -125,6 +129,12 @@ pub fn build(i: &JobInputs) -> Result<Job, FreezeError> {
     ];
     if let Some(url) = i.public_url {
         args.extend(["--url".into(), url.into()]);
+    }
+    if i.review {
+        args.extend(["--dry-run".into(), "--save-plan".into()]);
+    }
+    if let Some(run) = i.approved_run {
+        args.extend(["--approved-run".into(), run.into()]);
     }
     // The Job runs beside a frozen registry: it must not inherit the read-only switch's
     // absence or presence from the template, so drop it; the private instance strips it anyway.
@@ -285,6 +295,8 @@ mod tests {
             active_deadline_seconds: 3600,
             termination_grace_seconds: 45,
             resources: None,
+            review: false,
+            approved_run: None,
         }
     }
 
@@ -340,6 +352,18 @@ mod tests {
         i.resources = Some(wanted.clone());
         let pod = build(&i).unwrap().spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.containers[0].resources.as_ref(), Some(&wanted), "the policy's resources win");
+    }
+
+    #[test]
+    fn a_review_saves_its_plan_and_an_approved_run_executes_it() {
+        let d = deployment();
+        let args = |i: &JobInputs| build(i).unwrap().spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
+        let plain = args(&inputs(&d, None));
+        assert!(!plain.iter().any(|a| a == "--dry-run" || a == "--save-plan" || a == "--approved-run"), "{plain:?}");
+        let review = args(&JobInputs { review: true, ..inputs(&d, None) });
+        assert!(review.iter().any(|a| a == "--dry-run") && review.iter().any(|a| a == "--save-plan"), "{review:?}");
+        let approved = args(&JobInputs { approved_run: Some("r1"), ..inputs(&d, None) });
+        assert!(approved.windows(2).any(|w| w[0] == "--approved-run" && w[1] == "r1"), "{approved:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod observe;
 pub mod phase;
 pub mod rbac;
 pub mod reconcile;
+pub mod review;
 pub mod rollout;
 pub mod run;
 pub mod scan;

@@ -21,10 +21,11 @@ use super::context::Context;
 use super::error::Error;
 use super::freeze::{FreezeMethod, choose_method, freeze, thaw};
 use super::phase::{JobView, RunPhase, RunResult, RunView, Step, next_step};
+use super::review::{self, AfterReview, ApprovalCheck};
 use super::rollout::{Rollout, rollout};
 use super::schedule::{Due, ScheduleInput, due};
 use super::{job, lock, observe, scan};
-use crate::policy::{RegistryCleanupPolicy, RegistryCleanupPolicyStatus, RunState, RunSummary, compile};
+use crate::policy::{PendingPlan, PlanRef, RegistryCleanupPolicy, RegistryCleanupPolicyStatus, RunState, RunSummary, compile};
 
 pub const FINALIZER: &str = "regsweep.dev/thaw";
 const HISTORY: usize = 5;
@@ -138,8 +139,25 @@ async fn apply(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error
         now,
         starting_deadline: p.spec.starting_deadline_seconds.map(Duration::seconds),
     };
+    if let Some(pending) = status.pending_plan.clone() {
+        let executed: Vec<&str> = status.history.iter().filter(|r| !r.review).map(|r| r.plan_id.as_str()).collect();
+        match review::check_approval(p.annotations().get(review::APPROVE_ANNOTATION).map(String::as_str), &pending, &executed) {
+            ApprovalCheck::Approved(plan) => {
+                let reason = format!("plan {} approved", plan.id);
+                publish(ctx, p, EventType::Normal, "PlanApproved", "Approve", &format!("{reason}; starting the run that executes it"))
+                    .await;
+                status.pending_plan = None;
+                return start_run(p, ctx, status, None, &reason, Some(plan)).await;
+            }
+            ApprovalCheck::Refused(why) if pending.refused.as_deref() != Some(why.as_str()) => {
+                publish(ctx, p, EventType::Warning, "ApprovalRefused", "Approve", &why).await;
+                status.pending_plan = Some(PendingPlan { refused: Some(why), ..pending });
+            }
+            ApprovalCheck::Refused(_) | ApprovalCheck::None => {}
+        }
+    }
     match due(&input) {
-        Due::Now { scheduled_for, reason } => start_run(p, ctx, status, scheduled_for, &reason).await,
+        Due::Now { scheduled_for, reason } => start_run(p, ctx, status, scheduled_for, &reason, None).await,
         Due::Missed { scheduled_for, next } => {
             let message = format!(
                 "the run scheduled for {} was skipped: it could not start within startingDeadlineSeconds ({}s)",
@@ -174,8 +192,15 @@ async fn apply(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error
 /// Conditions of a policy with no run in flight: Ready unless the last run failed.
 fn idle(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, phase: &str, message: &str, now: chrono::DateTime<Utc>) {
     let generation = p.metadata.generation;
-    status.phase = Some(phase.into());
     status.observed_generation = generation;
+    if let Some(pending) = status.pending_plan.clone() {
+        let mut text = String::new();
+        let (phase, health) = review::pending_health(&pending, &p.name_any(), &mut text);
+        status.phase = Some(phase.into());
+        conditions::apply(&mut status.conditions, health, generation, now);
+        return;
+    }
+    status.phase = Some(phase.into());
     let failure = status.last_run.as_ref().filter(|r| r.result == RunResult::Failed).map(|r| r.message.clone());
     conditions::apply(&mut status.conditions, Health::Idle { phase, message, failure: failure.as_deref() }, generation, now);
 }
@@ -186,6 +211,7 @@ async fn start_run(
     mut status: RegistryCleanupPolicyStatus,
     scheduled_for: Option<chrono::DateTime<Utc>>,
     reason: &str,
+    approved: Option<PlanRef>,
 ) -> Result<Action, Error> {
     let ns = p.namespace().unwrap_or_default();
     // Everything that can be known up front is checked before the Deployment is touched: a
@@ -207,7 +233,9 @@ async fn start_run(
         }
     };
     let id = RunState::new_id();
-    let dry_run = p.spec.dry_run;
+    // Limits and approval are decided on a plan made before anything is frozen.
+    let review = approved.is_none() && review::needs_review(&p.spec);
+    let dry_run = p.spec.dry_run || review;
     if !dry_run {
         take_lock(ctx, &ns, &deploy, &lock::lock_value(&p.name_any(), &id, Utc::now())).await?;
     }
@@ -225,11 +253,14 @@ async fn start_run(
         in_use_protected: 0,
         outcome: None,
         spec: Some(Box::new(p.spec.clone())),
+        review,
+        approved_plan: approved,
     });
     status.last_schedule_time = scheduled_for.or(status.last_schedule_time);
     status.last_run_generation = p.metadata.generation;
     status.next_run_time = None;
-    progressing(&mut status, p, if dry_run { "Sweeping" } else { "Freezing" }, reason);
+    let phase = phase_label(status.run.as_ref().expect("just set"));
+    progressing(&mut status, p, phase, reason);
     write_status(p, ctx, &status).await?;
     tracing::info!(policy = %p.name_any(), namespace = %ns, run = %id, dry_run, reason, "run started");
     publish(
@@ -238,7 +269,16 @@ async fn start_run(
         EventType::Normal,
         "RunStarted",
         "Run",
-        &format!("run {id} started: {reason}{}", if dry_run { " (dry run)" } else { "" }),
+        &format!(
+            "run {id} started: {reason}{}",
+            if review {
+                " (review: its plan is made first, nothing is frozen)"
+            } else if dry_run {
+                " (dry run)"
+            } else {
+                ""
+            }
+        ),
     )
     .await;
     Ok(Action::requeue(StdDuration::from_millis(500)))
@@ -332,7 +372,7 @@ async fn act(
     let ns = p.namespace().unwrap_or_default();
     match step {
         Step::Wait { why } => {
-            progressing(&mut status, p, phase_name(run.phase), &why);
+            progressing(&mut status, p, phase_label(&run), &why);
             write_status_if_changed(p, ctx, status).await?;
             return Ok(Some(Action::requeue(ctx.config.poll)));
         }
@@ -436,10 +476,15 @@ async fn act(
             if outcome.is_some() {
                 run.outcome = outcome;
             }
-            return finish(p, ctx, status, run, result, message).await.map(|_| None);
+            let (status, follow_up) = finish(p, ctx, status, run, result, message).await?;
+            if let Some(plan) = follow_up {
+                let reason = format!("plan {} is within spec.limits", plan.id);
+                return start_run(p, ctx, status, None, &reason, Some(plan)).await.map(Some);
+            }
+            return Ok(None);
         }
     }
-    let phase = phase_name(run.phase);
+    let phase = phase_label(&run);
     status.run = Some(run);
     progressing(&mut status, p, phase, "");
     write_status(p, ctx, &status).await?;
@@ -471,6 +516,11 @@ async fn deployment_gone(
     }
     let message = format!("the registry Deployment {name} was deleted during the run; nothing was left to thaw");
     finish(p, ctx, status, run, RunResult::Failed, message).await.map(|_| None)
+}
+
+/// The status phase of a run in flight: a review run plans.
+fn phase_label(run: &RunState) -> &'static str {
+    if run.review { "Planning" } else { phase_name(run.phase) }
 }
 
 fn phase_name(phase: RunPhase) -> &'static str {
@@ -564,6 +614,8 @@ async fn start_job(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str, deploy: &
         active_deadline_seconds: max.num_seconds().max(60),
         termination_grace_seconds: grace.num_seconds().max(1),
         resources: p.spec.maintenance.resources.clone(),
+        review: run.review,
+        approved_run: run.approved_plan.as_ref().map(|a| a.run.as_str()),
     })?;
     ignore_exists(Api::<Job>::namespaced(ctx.client.clone(), ns).create(&PostParams::default(), &job).await)?;
     Ok(name)
@@ -584,7 +636,7 @@ async fn finish(
     run: RunState,
     result: RunResult,
     message: String,
-) -> Result<(), Error> {
+) -> Result<(RegistryCleanupPolicyStatus, Option<PlanRef>), Error> {
     let ns = p.namespace().unwrap_or_default();
     let now = Utc::now();
     if !run.dry_run
@@ -606,6 +658,44 @@ async fn finish(
         let _ = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns).delete(&name, &DeleteParams::default()).await;
     }
     let outcome = run.outcome.clone().unwrap_or_default();
+    // A review run's plan decides what follows: the real run, a wait, or a hold.
+    let (result, message, follow_up) = if run.review && result == RunResult::Succeeded {
+        let job = run.job.as_deref().map(|j| format!("kubectl logs -n {ns} job/{j}; ")).unwrap_or_default();
+        let details = format!("{job}the plan file is .regsweep/plans/{}.json on the registry's volume", run.id);
+        match review::after_review(&p.spec, &run.id, &outcome, details, now) {
+            AfterReview::Run(plan) => {
+                status.pending_plan = None;
+                let m = format!("plan {} made and within spec.limits; executing it", plan.id);
+                (result, m, Some(plan))
+            }
+            AfterReview::AwaitApproval(pending) => {
+                let m = format!("plan {} made; waiting for approval", pending.id);
+                let note = format!(
+                    "run {}: plan {} deletes {} tags and {} manifests; approve it with kubectl annotate rcp {} {}={}",
+                    run.id,
+                    pending.id,
+                    pending.tags_deleted,
+                    pending.manifests_deleted,
+                    p.name_any(),
+                    review::APPROVE_ANNOTATION,
+                    pending.id
+                );
+                publish(ctx, p, EventType::Normal, "PlanPublished", "Review", &note).await;
+                status.pending_plan = Some(pending);
+                (result, m, None)
+            }
+            AfterReview::Hold(pending) => {
+                let over = pending.over_limit.clone().unwrap_or_default();
+                publish(ctx, p, EventType::Warning, "OverLimit", "Review", &format!("run {}: {over}", run.id)).await;
+                let m = format!("plan {} held: {over}", pending.id);
+                status.pending_plan = Some(pending);
+                (result, m, None)
+            }
+            AfterReview::Failed(why) => (RunResult::Failed, why, None),
+        }
+    } else {
+        (result, message, None)
+    };
     let read_only_seconds = run.frozen_at.map(|t| (now - t).num_seconds()).unwrap_or(0);
     let summary = RunSummary {
         id: run.id.clone(),
@@ -625,6 +715,8 @@ async fn finish(
         read_only_seconds,
         in_use_protected: run.in_use_protected,
         message: message.clone(),
+        plan_id: run.approved_plan.as_ref().map_or_else(|| outcome.plan_id.clone(), |a| a.id.clone()),
+        review: run.review,
     };
     let label = match result {
         RunResult::Succeeded => "Succeeded",
@@ -649,7 +741,7 @@ async fn finish(
         crate::units::bytes(outcome.bytes_reclaimed)
     );
     publish(ctx, p, kind, reason, "Report", &text).await;
-    Ok(())
+    Ok((status, follow_up))
 }
 
 /// The whole status as a merge patch, with explicit nulls so cleared fields go away.

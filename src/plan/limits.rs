@@ -45,19 +45,15 @@ impl fmt::Display for OverLimit {
 /// `Err` when the plan exceeds a limit.
 pub fn check(limits: &Limits, plan: &Plan) -> Result<(), OverLimit> {
     let matched = plan.repositories.iter().filter(|r| r.rule.is_some());
-    let mut by_repo: Vec<(String, usize)> =
-        matched.clone().map(|r| (r.name.clone(), r.tags.iter().filter(|t| t.action == Action::Delete).count())).collect();
-    let tags_matched: usize = matched.map(|r| r.tags.len()).sum();
-    let tags_deleted: usize = by_repo.iter().map(|(_, n)| n).sum();
+    let tags_matched: usize = matched.clone().map(|r| r.tags.len()).sum();
+    // A repository no rule matches deletes nothing.
+    let tags_deleted: usize = matched.flat_map(|r| &r.tags).filter(|t| t.action == Action::Delete).count();
     let over_count = limits.max_deleted_tags.filter(|&max| tags_deleted as u64 > max).map(|max| format!("maxDeletedTags {max}"));
     // Compared in integers: deleted / matched > p / 100.
     let over_percent =
         limits.max_deleted_percent.filter(|&p| tags_deleted * 100 > p as usize * tags_matched).map(|p| format!("maxDeletedPercent {p}"));
     let Some(limit) = over_count.or(over_percent) else { return Ok(()) };
-    by_repo.retain(|(_, n)| *n > 0);
-    by_repo.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    by_repo.truncate(NAMED);
-    Err(OverLimit { limit, tags_deleted, tags_matched, top: by_repo })
+    Err(OverLimit { limit, tags_deleted, tags_matched, top: plan.largest(NAMED) })
 }
 
 #[cfg(test)]

@@ -134,6 +134,19 @@ impl Plan {
         list.into_iter().map(|(_, d)| d).collect()
     }
 
+    /// The `n` repositories with the most tags deleted, most first (name breaks ties).
+    pub fn largest(&self, n: usize) -> Vec<(String, usize)> {
+        let mut by_repo: Vec<(String, usize)> = self
+            .repositories
+            .iter()
+            .map(|r| (r.name.clone(), r.tags.iter().filter(|t| t.action == Action::Delete).count()))
+            .filter(|(_, deleted)| *deleted > 0)
+            .collect();
+        by_repo.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        by_repo.truncate(n);
+        by_repo
+    }
+
     pub fn repository(&self, name: &str) -> Option<&RepositoryPlan> {
         self.repositories.iter().find(|r| r.name == name)
     }

@@ -475,3 +475,95 @@ fn a_repository_with_unreadable_entries_deletes_nothing() {
     assert_eq!(p.repository("app").unwrap().rule, Some(0));
     assert_eq!(tag_action(&p, "other", "old").0, Action::Delete, "the rest of the registry is swept");
 }
+
+mod approval {
+    use super::*;
+    use crate::plan::approval::{Approval, plan_within};
+
+    fn policy() -> crate::policy::CompiledPolicy {
+        let rules = vec![rule(|r| {
+            r.keep_latest = Some(1);
+            r.untagged = UntaggedAction::Delete;
+            r.untagged_grace_period = Some("1h".into());
+        })];
+        compile(&RegistryCleanupPolicySpec { rules, ..Default::default() }).unwrap()
+    }
+
+    fn deleted(p: &Plan) -> Vec<String> {
+        let mut out: Vec<String> = p
+            .repositories
+            .iter()
+            .flat_map(|r| r.tags.iter().filter(|t| t.action == Action::Delete).map(move |t| format!("{}:{}", r.name, t.tag)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_id_names_what_is_deleted_and_nothing_else() {
+        let mut reg = Reg::new();
+        for (t, age) in [("a", 3), ("b", 2), ("c", 1)] {
+            reg.tagged("app", t, age);
+        }
+        let first = plan(&policy(), &reg.snap, &[], now());
+        let later = plan(&policy(), &reg.snap, &[], now() + Duration::minutes(5));
+        assert_eq!(first.id, later.id, "the same deletions, another time: the same id");
+        assert!(first.id.starts_with("plan-") && first.id.len() == 25, "{}", first.id);
+        reg.tagged("app", "d", 4);
+        assert_ne!(plan(&policy(), &reg.snap, &[], now()).id, first.id, "one more deletion: another id");
+    }
+
+    #[test]
+    fn an_approved_run_deletes_at_most_what_was_approved() {
+        let mut reg = Reg::new();
+        let old_a = reg.tagged("app", "a", 5);
+        for (t, age) in [("b", 4), ("c", 3), ("keep", 1)] {
+            reg.tagged("app", t, age);
+        }
+        let child = reg.image("multi", "arm", 6);
+        let other = reg.image("multi", "amd", 6);
+        let idx = reg.index("multi", "list", vec![child.clone(), other.clone()], 6);
+        reg.tag("multi", "old", &idx, 6);
+        reg.tagged("multi", "new", 1);
+        let reviewed = plan(&policy(), &reg.snap, &[], now());
+        assert_eq!(deleted(&reviewed), ["app:a", "app:b", "app:c", "multi:old"]);
+        let approval = Approval::from_json(&serde_json::to_string(&reviewed).unwrap()).unwrap();
+        assert_eq!(approval, Approval::of(&reviewed), "the JSON round trip approves the same");
+
+        // Since the review: `a` moved to a new (old-looking) image, `z` appeared, `b` is
+        // protected; the index's tag is unchanged.
+        let moved = reg.image("app", "a-again", 5);
+        reg.tag("app", "a", &moved, 5);
+        reg.tagged("app", "z", 9);
+        let protections = [Protection::in_use(ProtectedRef::parse("app:b").unwrap())];
+        let unrestricted = plan(&policy(), &reg.snap, &protections, now());
+        assert_eq!(deleted(&unrestricted), ["app:a", "app:c", "app:z", "multi:old"]);
+        let within = plan_within(&policy(), &reg.snap, &protections, &approval, now()).unwrap();
+        assert_eq!(deleted(&within), ["app:c", "multi:old"]);
+        assert!(approval.beyond(&within).is_empty());
+        let (action, reason) = tag_action(&within, "app", "a");
+        assert_eq!(action, Action::Keep);
+        assert!(reason.contains("not in the approved plan"), "{reason}");
+        // The approved index goes with both its children; the old `a` image (untagged now,
+        // approved with its tag) goes too, the new one stays.
+        for d in [&idx, &child, &other] {
+            assert_eq!(manifest_action(&within, "multi", d).0, Action::Delete);
+        }
+        assert_eq!(manifest_action(&within, "app", &moved).0, Action::Keep);
+        assert_eq!(manifest_action(&within, "app", &old_a).0, Action::Delete);
+    }
+
+    #[test]
+    fn a_changed_plan_file_is_refused() {
+        let mut reg = Reg::new();
+        reg.tagged("app", "a", 3);
+        reg.tagged("app", "b", 1);
+        let text = serde_json::to_string(&plan(&policy(), &reg.snap, &[], now())).unwrap();
+        assert!(Approval::from_json(&text).is_ok());
+        let widened = text.replacen("\"keep\"", "\"delete\"", 1);
+        assert_ne!(widened, text);
+        let e = Approval::from_json(&widened).unwrap_err();
+        assert!(e.contains("changed after it was made"), "{e}");
+        assert!(Approval::from_json("{\"not\": \"a plan\"}").unwrap_err().contains("is not a plan"));
+    }
+}

@@ -59,6 +59,24 @@ pub struct RegistryCleanupPolicySpec {
     /// frozen or deleted (an approved plan is let through).
     #[serde(default, skip_serializing_if = "Limits::is_empty")]
     pub limits: Limits,
+    /// `Manual`: each run first makes its plan (nothing frozen), publishes it in the status
+    /// and waits until the policy is annotated `regsweep.dev/approve-plan: <plan id>`; the
+    /// run then deletes at most that plan. Default `Auto` (operator).
+    #[serde(default, skip_serializing_if = "ApprovalMode::is_auto")]
+    pub approval: ApprovalMode,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub enum ApprovalMode {
+    #[default]
+    Auto,
+    Manual,
+}
+
+impl ApprovalMode {
+    pub fn is_auto(&self) -> bool {
+        *self == ApprovalMode::Auto
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]

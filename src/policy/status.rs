@@ -35,6 +35,53 @@ pub struct RegistryCleanupPolicyStatus {
     /// The most recent runs, newest first (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RunSummary>,
+    /// A plan made by a review run and not executed yet: waiting for approval
+    /// (`spec.approval: Manual`) or held over `spec.limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_plan: Option<PendingPlan>,
+}
+
+/// A reviewed plan waiting for its approval: `kubectl annotate rcp NAME
+/// regsweep.dev/approve-plan=<id>` runs it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingPlan {
+    /// The plan id: a content hash of what it deletes.
+    pub id: String,
+    /// The review run that made it (its plan is saved on the registry's volume under
+    /// `.regsweep/plans/<run>.json`).
+    pub run: String,
+    pub made: DateTime<Utc>,
+    pub tags_deleted: u64,
+    pub manifests_deleted: u64,
+    pub bytes_estimated: u64,
+    /// The repositories with the most deletions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub largest: Vec<RepositoryDeletions>,
+    /// Where the whole per-tag plan can be read.
+    pub details: String,
+    /// Set when the plan exceeds `spec.limits`: approving it lets it run anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_limit: Option<String>,
+    /// Why the last approval annotation was refused (a stale or unknown plan id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryDeletions {
+    pub repository: String,
+    pub tags_deleted: u64,
+}
+
+/// Names the reviewed plan a run executes.
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanRef {
+    pub id: String,
+    /// The review run that saved it.
+    pub run: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
@@ -66,6 +113,13 @@ pub struct RunState {
     /// next run, never this one (which could otherwise thaw the wrong Deployment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<Box<super::spec::RegistryCleanupPolicySpec>>,
+    /// A review run: a dry run that saves its plan on the registry's volume, so limits and
+    /// approval are decided before anything is frozen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub review: bool,
+    /// The reviewed plan this run executes: it deletes at most that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_plan: Option<PlanRef>,
 }
 
 impl RunState {
@@ -94,6 +148,15 @@ pub struct RunOutcome {
     pub bytes_reclaimed: u64,
     #[serde(default)]
     pub bytes_estimated: u64,
+    /// The id of the plan the run made (what an approval names).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plan_id: String,
+    /// Set when that plan exceeds `spec.limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_limit: Option<String>,
+    /// The repositories with the most deletions (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub largest: Vec<RepositoryDeletions>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
@@ -116,6 +179,12 @@ pub struct RunSummary {
     pub read_only_seconds: i64,
     pub in_use_protected: usize,
     pub message: String,
+    /// The plan the run made (a review run) or executed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plan_id: String,
+    /// A review run: it made the plan, the next run executes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub review: bool,
 }
 
 // The plain types of a run's state, kept here so the CRD types need nothing of the controller.

@@ -279,3 +279,29 @@ pub async fn push_index(client: &RegistryClient, repo: &str, tag: &str, children
     let with_arch: Vec<(&regsweep::fixture::Pushed, &str)> = pushed.iter().zip(children).map(|(p, c)| (p, c.3)).collect();
     regsweep::fixture::push_index(client, repo, tag, format(kind), &with_arch).await.expect("push the index").digest
 }
+
+/// Every file under the storage with its size and, for small files (links), its content.
+/// Tolerates files vanishing while it walks (a sweep running meanwhile).
+pub fn fingerprint(root: &Path) -> std::collections::BTreeMap<String, (u64, Vec<u8>)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if let Ok(meta) = e.metadata() {
+                let content = if meta.len() < 200 { std::fs::read(&path).unwrap_or_default() } else { Vec::new() };
+                out.insert(path.strip_prefix(root).unwrap().display().to_string(), (meta.len(), content));
+            }
+        }
+    }
+    out
+}
+
+/// Fails with the files that were added, removed or changed.
+pub fn assert_unchanged(before: &std::collections::BTreeMap<String, (u64, Vec<u8>)>, root: &Path) {
+    let after = fingerprint(root);
+    let changed: Vec<&String> = before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
+    assert!(changed.is_empty(), "nothing may change, but these files did: {changed:?}");
+}
