@@ -1116,8 +1116,10 @@ async fn a_plan_over_its_limit_is_held_until_the_limit_is_raised() {
     let over = pending.over_limit.clone().expect("held over the limit");
     assert!(over.contains("maxDeletedTags 1") && over.contains("nothing was changed"), "{over}");
     assert_eq!(condition(&status, "Stalled"), ("True".into(), "OverLimit".into()));
-    let events = cluster.kubectl_ok(&["get", "events", "-n", "registry", "-o", "json"]);
-    assert!(events.contains("OverLimit"), "an OverLimit Event: {events}");
+    wait_for("an OverLimit Event", Duration::from_secs(30), || async {
+        cluster.server.list("events.k8s.io/v1/events", "registry").iter().any(|e| e["reason"] == "OverLimit")
+    })
+    .await;
     assert_eq!(template(&cluster).await, before, "a held run never freezes");
     assert_eq!(cluster.registry().tags("team-a/api").await.unwrap(), tags_before);
 

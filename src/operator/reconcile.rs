@@ -748,7 +748,7 @@ async fn finish(
 fn status_patch(status: &RegistryCleanupPolicyStatus) -> Value {
     let mut v = serde_json::to_value(status).expect("status serializes");
     let map = v.as_object_mut().expect("an object");
-    for key in ["run", "nextRunTime", "lastRun", "phase"] {
+    for key in ["run", "nextRunTime", "lastRun", "phase", "pendingPlan"] {
         map.entry(key).or_insert(Value::Null);
     }
     json!({ "status": v })
@@ -785,7 +785,7 @@ mod tests {
     fn a_status_patch_clears_what_is_gone() {
         let patch = status_patch(&RegistryCleanupPolicyStatus { last_run_generation: Some(3), ..Default::default() });
         let status = &patch["status"];
-        for key in ["run", "nextRunTime", "lastRun", "phase"] {
+        for key in ["run", "nextRunTime", "lastRun", "phase", "pendingPlan"] {
             assert!(status.get(key).is_some_and(Value::is_null), "{key} must be sent as null to be removed: {patch}");
         }
         assert_eq!(status["lastRunGeneration"], 3);

@@ -179,11 +179,12 @@ pub struct RunSummary {
     pub read_only_seconds: i64,
     pub in_use_protected: usize,
     pub message: String,
-    /// The plan the run made (a review run) or executed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// The plan the run made (a review run) or executed. Always written: the status is a
+    /// merge patch, and an omitted field would keep the previous run's value.
+    #[serde(default)]
     pub plan_id: String,
     /// A review run: it made the plan, the next run executes it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub review: bool,
 }
 
