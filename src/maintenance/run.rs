@@ -464,7 +464,6 @@ async fn sweep(
     let gc = run_gc_with(bin, &gc_config, &private.env, false, interrupt, None).await;
     report.gc = Some(gc.map_err(|e| gc_error(e, "during garbage-collect", &done))?);
     report.timings.gc_ms = ms(t);
-    let t = Instant::now();
     let upload_max_age = opts.upload_max_age.to_std().unwrap_or_default();
     let scope = match &report.gc {
         // The collector named every blob it deleted, and no interrupted run left litter in
@@ -474,6 +473,15 @@ async fn sweep(
         }
         _ => PruneScope::Everything,
     };
+    // The emptier stops before the prune moves its litter into the trash: unlinking from the
+    // directory the prune renames into would contend for it (measured: a rename took twice as
+    // long). Not waited for: the rest is emptied by the next run, outside this one's window.
+    if let Some(emptier) = emptier {
+        let (emptied, waited) = emptier.leave();
+        report.trash = Some(emptied);
+        report.timings.trash_ms = waited.as_millis() as u64;
+    }
+    let t = Instant::now();
     let pruned = prune(layout, &PruneOptions { upload_max_age, dry_run: false, stop: Some(interrupt.flag()), scope, trash: trash.clone() });
     if pruned.interrupted {
         return Err(interrupted(interrupt, "while pruning", format!("{done} and collected; rerun to finish pruning")));
@@ -481,11 +489,8 @@ async fn sweep(
     let pruned_bytes = pruned.bytes_removed;
     report.prune = Some(pruned);
     report.timings.prune_ms = ms(t);
-    if let Some(emptier) = emptier {
-        // Not waited for: the rest is emptied by the next run, outside this one's window.
-        let (emptied, waited) = emptier.leave();
-        report.trash = Some(emptied);
-        report.timings.trash_ms = waited.as_millis() as u64;
+    if let Some(emptied) = report.trash.as_mut() {
+        emptied.left_for_next_run = crate::storage::trash::settle(layout, &opts.run_id);
     }
     // Kept until now, so a run interrupted in the collector or the prune is followed by one
     // that knows to prune everywhere this one deleted.

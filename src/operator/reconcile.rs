@@ -671,14 +671,10 @@ async fn finish(
             AfterReview::AwaitApproval(pending) => {
                 let m = format!("plan {} made; waiting for approval", pending.id);
                 let note = format!(
-                    "run {}: plan {} deletes {} tags and {} manifests; approve it with kubectl annotate rcp {} {}={}",
+                    "run {}: {}; approve it: {}",
                     run.id,
-                    pending.id,
-                    pending.tags_deleted,
-                    pending.manifests_deleted,
-                    p.name_any(),
-                    review::APPROVE_ANNOTATION,
-                    pending.id
+                    review::describe(&pending),
+                    review::approve_command(&pending, &p.name_any())
                 );
                 publish(ctx, p, EventType::Normal, "PlanPublished", "Review", &note).await;
                 status.pending_plan = Some(pending);

@@ -86,17 +86,27 @@ pub fn check_approval(annotation: Option<&str>, pending: &PendingPlan, executed:
     }
 }
 
-/// The phase and health of a policy whose plan waits.
-pub fn pending_health<'a>(pending: &'a PendingPlan, policy: &str, message: &'a mut String) -> (&'static str, Health<'a>) {
-    let approve = format!("kubectl annotate rcp {policy} {APPROVE_ANNOTATION}={} --overwrite", pending.id);
-    let counts = format!(
+/// The command that approves the pending plan.
+pub fn approve_command(pending: &PendingPlan, policy: &str) -> String {
+    format!("kubectl annotate rcp {policy} {APPROVE_ANNOTATION}={} --overwrite", pending.id)
+}
+
+/// What the pending plan deletes, for people.
+pub fn describe(pending: &PendingPlan) -> String {
+    format!(
         "plan {} deletes {} tags and {} manifests (about {}); details: {}",
         pending.id,
         pending.tags_deleted,
         pending.manifests_deleted,
         crate::units::bytes(pending.bytes_estimated),
         pending.details
-    );
+    )
+}
+
+/// The phase and health of a policy whose plan waits.
+pub fn pending_health<'a>(pending: &'a PendingPlan, policy: &str, message: &'a mut String) -> (&'static str, Health<'a>) {
+    let approve = approve_command(pending, policy);
+    let counts = describe(pending);
     let refused = pending.refused.as_deref().map(|r| format!("; {r}")).unwrap_or_default();
     match &pending.over_limit {
         Some(over) => {

@@ -150,6 +150,8 @@ struct Pruner<'a> {
     /// (is this directory empty now?) are the same in both modes.
     gone: HashSet<PathBuf>,
     report: PruneReport,
+    /// Time spent per part of a targeted visit (revisions, tag history, layer links), logged.
+    spent: [Duration; 3],
 }
 
 fn is_hex_name(name: &str) -> bool {
@@ -546,13 +548,25 @@ impl Pruner<'_> {
             // Missing, or not a directory (reported by a whole visit).
             return self.repository(name);
         }
+        let t = std::time::Instant::now();
         for d in &changed.revisions {
             let dir = revisions.join(d.hex());
             if self.kind(&dir).is_some() && !self.present(&dir.join("link")) {
                 self.remove_dir_if_empty(&dir, Removal::EmptyRevision);
             }
         }
+        self.spent[0] += t.elapsed();
+        let t = std::time::Instant::now();
         self.history_naming(name, &changed.revisions);
+        self.spent[1] += t.elapsed();
+        let t = std::time::Instant::now();
+        self.visit_layers(name, changed, collected);
+        self.spent[2] += t.elapsed();
+    }
+
+    /// The `_layers` links of what a sweep's deleted manifests referenced and the collector
+    /// deleted.
+    fn visit_layers(&mut self, name: &str, changed: &Changed, collected: &HashSet<&Digest>) {
         let layers = self.layout.layers(name);
         if !matches!(self.kind(&layers), Some(Kind::Dir)) {
             return;
@@ -666,6 +680,7 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
         now: SystemTime::now(),
         gone: HashSet::new(),
         report: PruneReport { dry_run: opts.dry_run, ..Default::default() },
+        spent: Default::default(),
     };
     let repos = match &opts.scope {
         PruneScope::Everything => {
@@ -722,6 +737,9 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
         repositories_removed = r.repositories_removed.len(),
         empty_blob_dirs = r.empty_blob_dirs + r.empty_blob_prefixes,
         problems = r.problems.len(),
+        revisions_ms = pruner.spent[0].as_millis() as u64,
+        tag_history_ms = pruner.spent[1].as_millis() as u64,
+        layer_links_ms = pruner.spent[2].as_millis() as u64,
         "pruned GC litter"
     );
     pruner.report

@@ -167,7 +167,6 @@ pub struct Emptier {
     /// Stops a pass between two entries: the emptier is left (or dropped, on an error or an
     /// interruption) and the next run empties the rest.
     halt: Arc<AtomicBool>,
-    dir: PathBuf,
     handle: Option<JoinHandle<Emptied>>,
 }
 
@@ -176,7 +175,6 @@ impl Emptier {
     pub fn start(layout: &Layout, active: &str) -> Emptier {
         let (finish, halt) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let (layout, fin, st, active) = (layout.clone(), finish.clone(), halt.clone(), active.to_string());
-        let dir = trash_root(&layout).join(&active);
         let handle = std::thread::Builder::new()
             .name("trash".into())
             .spawn(move || {
@@ -201,7 +199,7 @@ impl Emptier {
                 }
             })
             .ok();
-        Emptier { finish, halt, dir, handle }
+        Emptier { finish, halt, handle }
     }
 
     /// Waits for the trash to be empty; returns what was emptied and how long the wait took.
@@ -214,18 +212,23 @@ impl Emptier {
 
     /// Stops between two entries without waiting for the trash to be empty: what is still
     /// there is emptied by the next run, in the background of its deletes, so the read-only
-    /// window does not wait for it. An emptied trash is removed (so `.regsweep` can go).
+    /// window does not wait for it. The run's trash directory stays usable; see [`settle`].
     pub fn leave(mut self) -> (Emptied, Duration) {
         let t = Instant::now();
         self.halt.store(true, Ordering::SeqCst);
-        let mut emptied = self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
-        let _ = fs::remove_dir(&self.dir);
-        if let Some(root) = self.dir.parent() {
-            let _ = fs::remove_dir(root);
-        }
-        emptied.left_for_next_run = matches!(entry::kind_of(&self.dir), Ok(Some(_)));
+        let emptied = self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
         (emptied, t.elapsed())
     }
+}
+
+/// At the end of a run: removes its trash directory and the trash itself when they are empty
+/// (so the lock's release can remove `.regsweep`); true when something is left for the next
+/// run to empty.
+pub fn settle(layout: &Layout, run_id: &str) -> bool {
+    let dir = trash_root(layout).join(run_id);
+    let _ = fs::remove_dir(&dir);
+    let _ = fs::remove_dir(trash_root(layout));
+    matches!(entry::kind_of(&dir), Ok(Some(_)))
 }
 
 impl Drop for Emptier {
@@ -295,7 +298,8 @@ mod tests {
             fs::write(d.join("link"), "x").unwrap();
             trash.take(&d).unwrap();
         }
-        let (left, _) = emptier.leave();
+        let (mut left, _) = emptier.leave();
+        left.left_for_next_run = settle(&layout, "run-1");
         let run_dir = trash_root(&layout).join("run-1");
         assert_eq!(left.left_for_next_run, run_dir.exists(), "{left:?}");
         let next = empty_all(&layout, None, &AtomicBool::new(false));
