@@ -81,12 +81,29 @@ spec:
     - repositories: ["team-a/*"]
       keepTags: ["keep"]
       keepLatest: 0
+  limits: {maxDeletedTags: 10}
+  approval: Manual
 YAML
+# The review run plans without freezing, then the plan waits for its approval.
 for _ in $(seq 120); do
-  result=$(kubectl -n registry get rcp e2e -o jsonpath='{.status.lastRun.result}' 2>/dev/null || true)
-  [ -n "$result" ] && break
+  phase=$(kubectl -n registry get rcp e2e -o jsonpath='{.status.phase}' 2>/dev/null || true)
+  [ "$phase" = "AwaitingApproval" ] && break
   sleep 2
 done
+[ "$phase" = "AwaitingApproval" ] || { kubectl -n registry describe rcp e2e; exit 1; }
+if kubectl -n registry get deploy docker-registry -o yaml | grep -q REGISTRY_STORAGE_MAINTENANCE_READONLY; then
+  echo "the registry was frozen before the plan was approved" >&2; exit 1
+fi
+plan=$(kubectl -n registry get rcp e2e -o jsonpath='{.status.pendingPlan.id}')
+kubectl -n registry get rcp e2e -o jsonpath='{.status.pendingPlan}'; echo
+kubectl -n registry annotate rcp e2e "regsweep.dev/approve-plan=$plan" --overwrite
+for _ in $(seq 120); do
+  result=$(kubectl -n registry get rcp e2e -o jsonpath='{.status.lastRun.result}' 2>/dev/null || true)
+  review=$(kubectl -n registry get rcp e2e -o jsonpath='{.status.lastRun.review}' 2>/dev/null || true)
+  [ -n "$result" ] && [ "$review" = "false" ] && break
+  sleep 2
+done
+[ "$(kubectl -n registry get rcp e2e -o jsonpath='{.status.lastRun.planId}')" = "$plan" ] || { echo "the approved plan did not run" >&2; exit 1; }
 kubectl -n registry get rcp e2e
 [ "$result" = "Succeeded" ] || { kubectl -n registry describe rcp e2e; exit 1; }
 kubectl -n registry rollout status deploy/docker-registry --timeout=120s
