@@ -343,7 +343,9 @@ fn changed_repositories(plan: &Plan, snapshot: &Snapshot) -> BTreeMap<String, Ch
             .chain(deleted.iter().cloned())
             .collect();
         let emptied = seen.is_none_or(|r| r.manifests.len() == deleted.len());
-        out.insert(repo.name.clone(), Changed { revisions: deleted, referenced, emptied });
+        let gone: HashSet<&crate::digest::Digest> = deleted.iter().collect();
+        let stale_history = seen.map_or_else(Vec::new, |r| r.history.iter().filter(|(_, d)| gone.contains(d)).cloned().collect());
+        out.insert(repo.name.clone(), Changed { revisions: deleted, referenced, emptied, stale_history });
     }
     out
 }

@@ -78,6 +78,9 @@ pub struct Changed {
     pub referenced: BTreeSet<Digest>,
     /// It deleted every revision: the repository is visited whole (and goes if emptied).
     pub emptied: bool,
+    /// History entries of the tags left that name a deleted revision (tag, digest), from the
+    /// snapshot.
+    pub stale_history: Vec<(String, Digest)>,
 }
 
 impl Default for PruneOptions {
@@ -392,23 +395,6 @@ impl Pruner<'_> {
         remains
     }
 
-    /// In a repository the sweep changed but did not empty: the history entries of its
-    /// remaining tags that name a revision it deleted (a tag once pushed over a deleted
-    /// manifest). One listing per tag; anything else about the tags is left to whole visits.
-    fn history_naming(&mut self, repo: &str, deleted: &[Digest]) {
-        let deleted: HashSet<&str> = deleted.iter().map(Digest::hex).collect();
-        let Some(tags) = self.list(&self.layout.tags(repo)) else { return };
-        for tag in tags.iter().filter(|t| t.kind == Kind::Dir) {
-            let Listing::Entries(history) = entry::list(&tag.path.join("index/sha256")) else { continue };
-            for e in history.iter().filter(|e| e.kind == Kind::Dir && deleted.contains(e.name.as_str())) {
-                let Ok(d) = Digest::from_hex(&e.name) else { continue };
-                if !self.revision_present(repo, &d) {
-                    self.remove_link_dir(&e.path, "link", Removal::StaleTagHistory);
-                }
-            }
-        }
-    }
-
     /// `_layers` links whose blob `data` no longer exists (and link directories without a link).
     fn layers(&mut self, repo: &str) {
         let Some(entries) = self.list(&self.layout.layers(repo)) else { return };
@@ -557,7 +543,12 @@ impl Pruner<'_> {
         }
         self.spent[0] += t.elapsed();
         let t = std::time::Instant::now();
-        self.history_naming(name, &changed.revisions);
+        for (tag, d) in &changed.stale_history {
+            let entry = self.layout.tag_index(name, tag).join(d.hex());
+            if self.kind(&entry) == Some(Kind::Dir) && !self.revision_present(name, d) {
+                self.remove_link_dir(&entry, "link", Removal::StaleTagHistory);
+            }
+        }
         self.spent[1] += t.elapsed();
         let t = std::time::Instant::now();
         self.visit_layers(name, changed, collected);
@@ -1010,7 +1001,12 @@ mod tests {
         touch(&layout.revision_link("other", &live), live.as_str());
         fs::create_dir_all(layout.blobs().join(&config.hex()[..2])).unwrap();
 
-        let changed = |emptied| Changed { revisions: vec![deleted.clone()], referenced: [deleted.clone(), config.clone()].into(), emptied };
+        let changed = |emptied| Changed {
+            revisions: vec![deleted.clone()],
+            referenced: [deleted.clone(), config.clone()].into(),
+            emptied,
+            stale_history: vec![("v1".to_string(), deleted.clone())],
+        };
         let scope = PruneScope::Targeted {
             repositories: [("app".to_string(), changed(false)), ("gone".to_string(), changed(true))].into(),
             blobs: vec![deleted.clone(), config.clone()],

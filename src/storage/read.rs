@@ -317,11 +317,50 @@ fn read_tags(layout: &Layout, repo: &mut Repository, problems: &mut Vec<Snapshot
                         false,
                     );
                 }
+                // The tag's history entries naming another manifest: if the sweep deletes
+                // that one, the entry is litter the prune removes (see `Repository::history`).
+                if let Listing::Entries(history) = entry::list(&layout.tag_index(&name, &tag.name)) {
+                    let older = history.into_iter().filter(|e| e.kind == Kind::Dir).filter_map(|e| Digest::from_hex(&e.name).ok());
+                    repo.history.extend(older.filter(|d| *d != digest).map(|d| (tag.name.clone(), d)));
+                }
                 repo.tags.insert(tag.name.clone(), Tag { name: tag.name, digest, pushed: mtime(&link) });
             }
             // A tag directory without a current link is litter from an interrupted delete.
             Ok(None) => {}
             Err(bad) => taint(repo, problems, &link, &bad, false),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path, content: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    #[test]
+    fn a_tags_older_history_is_read_with_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let (now, before) = (Digest::of(b"now"), Digest::of(b"before"));
+        for d in [&now, &before] {
+            touch(
+                &layout.blob_data(d),
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1},"layers":[]}"#,
+            );
+            touch(&layout.revision_link("app", d), d.as_str());
+        }
+        touch(&layout.tag_current_link("app", "latest"), now.as_str());
+        for d in [&now, &before] {
+            touch(&layout.tag_index("app", "latest").join(d.hex()).join("link"), d.as_str());
+        }
+        touch(&layout.tag_current_link("app", "v1"), before.as_str());
+        let snap = read_storage(&layout).unwrap();
+        let repo = &snap.repositories["app"];
+        assert_eq!(repo.history, vec![("latest".to_string(), before.clone())], "only entries naming another manifest than the tag now");
+        assert_eq!(repo.tags["latest"].digest, now);
     }
 }

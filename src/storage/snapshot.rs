@@ -50,6 +50,11 @@ pub struct Repository {
     /// sweep's journal: deleted once nothing keeps them, whatever the untagged rule says.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub approved: BTreeMap<Digest, String>,
+    /// History entries of live tags (`_manifests/tags/<tag>/index/sha256/<digest>`) naming
+    /// another manifest than the tag does now. Once that manifest is deleted the entry must go:
+    /// the registry's manifest DELETE untags every tag whose history names the digest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<(String, Digest)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
