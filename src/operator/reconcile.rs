@@ -477,7 +477,8 @@ async fn act(
                 run.outcome = outcome;
             }
             let (status, follow_up) = finish(p, ctx, status, run, result, message).await?;
-            if let Some(plan) = follow_up {
+            // A policy being deleted starts nothing new, whatever its review said.
+            if let Some(plan) = follow_up.filter(|_| p.metadata.deletion_timestamp.is_none()) {
                 let reason = format!("plan {} is within spec.limits", plan.id);
                 return start_run(p, ctx, status, None, &reason, Some(plan)).await.map(Some);
             }

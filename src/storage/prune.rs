@@ -195,6 +195,31 @@ impl Pruner<'_> {
         }
     }
 
+    /// Whether the way from `repositories/` down to `dir` passes something that is not a
+    /// real directory (reported): a path through a symlinked `_layers`, `_manifests/revisions`
+    /// or tag `index` leaves the storage. A missing part is not (there is just nothing there).
+    fn through_symlink(&mut self, dir: &Path) -> bool {
+        let top = self.layout.repositories();
+        let Ok(rel) = dir.strip_prefix(&top) else { return true };
+        let mut p = top;
+        for c in rel.components() {
+            p.push(c);
+            match entry::kind_of(&p) {
+                Ok(Some(Kind::Dir)) => {}
+                Ok(None) => return false,
+                Ok(Some(k)) => {
+                    self.problem(&p, format!("is {}; nothing through it is pruned", k.describe()));
+                    return true;
+                }
+                Err(e) => {
+                    self.problem(&p, format!("cannot stat: {e}"));
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     fn present(&mut self, path: &Path) -> bool {
         self.kind(path).is_some()
     }
@@ -312,6 +337,9 @@ impl Pruner<'_> {
     /// Revision directories without a `link`. Returns whether a revision (or something not
     /// understood) remains.
     fn revisions(&mut self, repo: &str) -> bool {
+        if self.through_symlink(&self.layout.revisions(repo)) {
+            return true;
+        }
         let Some(entries) = self.list(&self.layout.revisions(repo)) else { return true };
         let mut remains = false;
         for e in entries {
@@ -382,6 +410,9 @@ impl Pruner<'_> {
     }
 
     fn tags(&mut self, repo: &str) -> bool {
+        if self.through_symlink(&self.layout.tags(repo)) {
+            return true;
+        }
         let Some(tags) = self.list(&self.layout.tags(repo)) else { return true };
         let mut remains = false;
         for tag in tags {
@@ -397,6 +428,9 @@ impl Pruner<'_> {
 
     /// `_layers` links whose blob `data` no longer exists (and link directories without a link).
     fn layers(&mut self, repo: &str) {
+        if self.through_symlink(&self.layout.layers(repo)) {
+            return;
+        }
         let Some(entries) = self.list(&self.layout.layers(repo)) else { return };
         for e in entries {
             if e.kind != Kind::Dir || !is_hex_name(&e.name) {
@@ -473,6 +507,9 @@ impl Pruner<'_> {
 
     /// Upload sessions older than the threshold. Returns whether anything remains.
     fn uploads(&mut self, repo: &str) -> bool {
+        if self.through_symlink(&self.layout.uploads(repo)) {
+            return true;
+        }
         let Some(entries) = self.list(&self.layout.uploads(repo)) else { return true };
         let mut remains = false;
         for e in entries {
@@ -530,6 +567,9 @@ impl Pruner<'_> {
             return self.repository(name);
         }
         let revisions = self.layout.revisions(name);
+        if self.through_symlink(&revisions) {
+            return;
+        }
         if !matches!(self.kind(&revisions), Some(Kind::Dir)) {
             // Missing, or not a directory (reported by a whole visit).
             return self.repository(name);
@@ -545,7 +585,7 @@ impl Pruner<'_> {
         let t = std::time::Instant::now();
         for (tag, d) in &changed.stale_history {
             let entry = self.layout.tag_index(name, tag).join(d.hex());
-            if self.kind(&entry) == Some(Kind::Dir) && !self.revision_present(name, d) {
+            if !self.through_symlink(&entry) && self.kind(&entry) == Some(Kind::Dir) && !self.revision_present(name, d) {
                 self.remove_link_dir(&entry, "link", Removal::StaleTagHistory);
             }
         }
@@ -559,7 +599,7 @@ impl Pruner<'_> {
     /// deleted.
     fn visit_layers(&mut self, name: &str, changed: &Changed, collected: &HashSet<&Digest>) {
         let layers = self.layout.layers(name);
-        if !matches!(self.kind(&layers), Some(Kind::Dir)) {
+        if self.through_symlink(&layers) || !matches!(self.kind(&layers), Some(Kind::Dir)) {
             return;
         }
         for d in changed.referenced.iter().filter(|d| collected.contains(d)) {
@@ -1029,6 +1069,46 @@ mod tests {
         // A whole visit of the same storage removes the older litter too.
         let full = prune(&layout, &PruneOptions::default());
         assert_eq!((full.empty_revisions, full.dangling_layer_links), (2, 1), "{full:?}");
+    }
+
+    #[test]
+    fn a_targeted_prune_never_goes_through_a_symlinked_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("storage"));
+        let outside = dir.path().join("outside");
+        let (live, deleted, config) = (Digest::of(b"live"), Digest::of(b"deleted"), Digest::of(b"config"));
+        touch(&layout.revision_link("app", &live), live.as_str());
+        touch(&layout.tag_current_link("app", "v1"), live.as_str());
+        fs::create_dir_all(layout.revisions("app").join(deleted.hex())).unwrap();
+        // `_layers` and the tag's `index` lead outside, to what looks exactly like this sweep's
+        // litter there.
+        touch(&outside.join("layers/sha256").join(config.hex()).join("link"), config.as_str());
+        touch(&outside.join("index/sha256").join(deleted.hex()).join("link"), deleted.as_str());
+        std::os::unix::fs::symlink(outside.join("layers"), layout.repository("app").join("_layers")).unwrap();
+        std::os::unix::fs::symlink(outside.join("index"), layout.tags("app").join("v1/index")).unwrap();
+        fs::create_dir_all(layout.blobs()).unwrap();
+        let before = tree(&outside);
+        let trash = Arc::new(Trash::open(&layout, "run-1").unwrap());
+        let scope = PruneScope::Targeted {
+            repositories: [(
+                "app".to_string(),
+                Changed {
+                    revisions: vec![deleted.clone()],
+                    referenced: [config.clone()].into(),
+                    emptied: false,
+                    stale_history: vec![("v1".to_string(), deleted.clone())],
+                },
+            )]
+            .into(),
+            blobs: vec![config.clone()],
+            litter_budget: 0,
+        };
+        let report = prune(&layout, &PruneOptions { scope, trash: Some(trash), ..Default::default() });
+        assert_eq!(tree(&outside), before, "nothing outside the storage root is touched");
+        assert!(!layout.revisions("app").join(deleted.hex()).exists(), "the revision itself is still pruned");
+        for what in ["_layers", "index"] {
+            assert!(report.problems.iter().any(|p| p.contains(what) && p.contains("symlink")), "{what} reported: {:?}", report.problems);
+        }
     }
 
     #[test]
