@@ -142,11 +142,6 @@ impl Approval {
         Ok(Approval { id: file.id, items })
     }
 
-    /// Tags it approves for deletion.
-    pub fn tags(&self) -> usize {
-        self.items.iter().filter(|i| matches!(i, Deleted::Tag { .. })).count()
-    }
-
     /// What `plan` deletes that this approval does not (empty for a plan within it).
     pub fn beyond(&self, plan: &Plan) -> Vec<String> {
         deleted(&plan.repositories).filter(|d| !self.items.contains(d)).map(|d| d.describe()).collect()
