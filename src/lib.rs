@@ -11,6 +11,7 @@ pub mod media;
 pub mod operator;
 pub mod plan;
 pub mod policy;
+pub mod quarantine;
 pub mod registry;
 pub mod storage;
 pub mod synth;

@@ -193,6 +193,10 @@ pub async fn run(command: Command) -> CliResult {
             }
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(exit::VERIFY_FAILED) })
         }
+        Command::Quarantine { command } => super::quarantine::list(command).await,
+        Command::Restore { url, access, run, references, force, output } => {
+            super::quarantine::restore(&client(&url, &access)?, run, &references, force, output).await
+        }
         Command::Demo { registry_bin } => {
             regsweep::demo::run(registry_bin.as_deref()).await.map(|_| ExitCode::SUCCESS).map_err(Failure::other)
         }
@@ -256,7 +260,7 @@ fn write_json_file(path: &Path, value: &impl serde::Serialize) -> Result<(), Fai
         .map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     write_json(std::io::stdout().lock(), value).map_err(|e| Failure::other(format!("cannot write to standard output: {e}")))
 }
 
@@ -274,7 +278,7 @@ fn client_options(access: &RegistryAccess) -> ClientOptions {
     }
 }
 
-fn client(url: &str, access: &RegistryAccess) -> Result<RegistryClient, Failure> {
+pub(super) fn client(url: &str, access: &RegistryAccess) -> Result<RegistryClient, Failure> {
     RegistryClient::new(url, client_options(access)).map_err(Failure::invalid)
 }
 

@@ -1,6 +1,7 @@
 //! Arguments, exit codes and dispatch.
 
 mod commands;
+mod quarantine;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -233,6 +234,34 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// What the quarantine holds (`spec.quarantine`): every deleted image that can still be
+    /// restored, with its run, original tags, digest, and when it expires.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// Bring quarantined images back through the API of a writable registry: the original
+    /// tags return with the same digests (signatures quarantined with an image come too).
+    /// Refuses, changing nothing, when a reference is unknown or expired, or when a tag now
+    /// names another image (unless --force). No freeze is needed.
+    Restore {
+        /// The registry's URL (it must accept pushes).
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        access: RegistryAccess,
+        /// Everything this run quarantined.
+        #[arg(long, value_name = "RUN_ID", conflicts_with = "references", required_unless_present = "references")]
+        run: Option<String>,
+        /// Images as they were before the sweep: `repository:tag` or `repository@sha256:...`.
+        #[arg(value_name = "REF")]
+        references: Vec<String>,
+        /// Point tags pushed again since the sweep back at the restored images.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Start a local registry, fill it, and sweep it: the whole routine in a minute.
     Demo {
         #[arg(long)]
@@ -249,6 +278,24 @@ pub enum Command {
     /// Copy this binary to DEST (the sweep Job's init container uses it to bring regsweep
     /// into the registry's image).
     CopySelf { dest: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum QuarantineCommand {
+    /// Every quarantine record: run id, original reference with all its tags, digest, deleted
+    /// at, expires at, bytes.
+    List {
+        /// The registry's storage root directory (no registry needed).
+        #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+        storage: Option<PathBuf>,
+        /// The registry's URL.
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        access: RegistryAccess,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 impl Command {

@@ -37,6 +37,9 @@ pub struct MaintenanceReport {
     /// Deletions approved by an interrupted run's journal that this run finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed: Option<Resumed>,
+    /// What was linked into quarantine before the deletes (`spec.quarantine`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<crate::quarantine::write::Written>,
     /// Planned tags removed on the frozen storage before the deletes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub untag: Option<UntagStats>,
@@ -88,6 +91,8 @@ pub struct Timings {
     pub plan_ms: u64,
     /// `garbage-collect --dry-run` before the first delete: proof it accepts the storage.
     pub gc_check_ms: u64,
+    /// Linking what the run deletes into quarantine, on the frozen storage.
+    pub quarantine_ms: u64,
     /// Removing the planned tags on the frozen storage (see `untag`).
     pub untag_ms: u64,
     pub delete_ms: u64,

@@ -16,7 +16,7 @@
 //! 127.0.0.1 with delete enabled and auth, TLS, notifications and read-only stripped; clients
 //! keep pulling from the frozen public registry meanwhile.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -258,6 +258,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
             .collect(),
         snapshot_problems: snapshot.problems.len(),
         resumed,
+        quarantine: None,
         untag: None,
         trash: None,
         delete: None,
@@ -271,10 +272,24 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     };
     if let (Some(bin), Some(work), Some(private)) = (bin, work, private) {
         let changed = changed_repositories(&plan, &snapshot);
+        let quarantine = compiled
+            .quarantine
+            .map(|keep_for| {
+                crate::quarantine::prepare::prepare(&plan, &snapshot, &opts.run_id, &report.policy, plan.generated_at, keep_for)
+            })
+            .unwrap_or_default();
         let sizes = BlobSizes(std::mem::take(&mut snapshot.blobs));
         drop(snapshot);
-        let ctx =
-            SweepContext { layout: &layout, bin: &bin, work: work.path(), plan: &plan, changed, sizes, had_journal: journal.is_some() };
+        let ctx = SweepContext {
+            layout: &layout,
+            bin: &bin,
+            work: work.path(),
+            plan: &plan,
+            changed,
+            quarantine,
+            sizes,
+            had_journal: journal.is_some(),
+        };
         sweep(&opts, ctx, private, &mut report).await?;
     }
     report.finished = Utc::now();
@@ -347,6 +362,15 @@ fn changed_repositories(plan: &Plan, snapshot: &Snapshot) -> BTreeMap<String, Ch
         let stale_history = seen.map_or_else(Vec::new, |r| r.history.iter().filter(|(_, d)| gone.contains(d)).cloned().collect());
         out.insert(repo.name.clone(), Changed { revisions: deleted, referenced, emptied, stale_history });
     }
+    // What an expired quarantine frees was linked in its source repository too: those
+    // `_layers` links dangle once the collector deletes the blobs.
+    let expired: Vec<(String, BTreeSet<crate::digest::Digest>)> = out
+        .iter()
+        .filter_map(|(name, c)| crate::quarantine::source_of(name).map(|source| (source.to_string(), c.referenced.clone())))
+        .collect();
+    for (source, referenced) in expired {
+        out.entry(source).or_default().referenced.extend(referenced);
+    }
     out
 }
 
@@ -374,6 +398,8 @@ struct SweepContext<'a> {
     work: &'a Path,
     plan: &'a Plan,
     changed: BTreeMap<String, Changed>,
+    /// What the quarantine links before the first delete (empty: deletions are final).
+    quarantine: Vec<crate::quarantine::prepare::Batch>,
     sizes: BlobSizes,
     had_journal: bool,
 }
@@ -385,7 +411,7 @@ async fn sweep(
     mut private: Private,
     report: &mut MaintenanceReport,
 ) -> Result<(), MaintenanceError> {
-    let SweepContext { layout, bin, work, plan, changed, sizes, had_journal } = ctx;
+    let SweepContext { layout, bin, work, plan, changed, quarantine, sizes, had_journal } = ctx;
     let interrupt = &opts.interrupt;
     let deletions = plan.deletions();
     let addr = private.addr;
@@ -417,7 +443,14 @@ async fn sweep(
     };
     let emptier = trash.as_ref().map(|_| Emptier::start(layout, &opts.run_id));
     if !deletions.is_empty() {
-        // 6. Durable intent, then the deletes.
+        // 6. The quarantine (durable before anything is deleted), the intent, then the deletes.
+        if !quarantine.is_empty() {
+            check(interrupt, "before the quarantine")?;
+            let written = crate::quarantine::write::write(layout, &quarantine)
+                .map_err(|e| MaintenanceError::Storage(format!("{e}; nothing was deleted")))?;
+            report.timings.quarantine_ms = written.duration_ms;
+            report.quarantine = Some(written);
+        }
         Journal::new(&opts.run_id, &deletions)
             .write(layout)
             .map_err(|e| MaintenanceError::Storage(format!("cannot write the sweep journal under {}: {e}", layout.root().display())))?;

@@ -279,7 +279,7 @@ fn spread<'a>(
     }
 }
 
-fn keep_everything(repo: &Repository, reason: &str) -> RepositoryPlan {
+pub(super) fn keep_everything(repo: &Repository, reason: &str) -> RepositoryPlan {
     let mut tags_on: HashMap<&Digest, Vec<String>> = HashMap::new();
     for tag in repo.tags.values() {
         tags_on.entry(&tag.digest).or_default().push(tag.name.clone());

@@ -5,6 +5,7 @@ pub mod approval;
 mod decide;
 mod estimate;
 pub mod limits;
+pub mod quarantine;
 pub mod render;
 mod signature;
 #[cfg(test)]
@@ -20,6 +21,7 @@ use crate::storage::Snapshot;
 use crate::storage::snapshot::TimeSource;
 
 pub use estimate::Estimate;
+pub use signature::signature_subject;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,6 +108,10 @@ pub struct Summary {
     pub manifests_deleted: usize,
     #[serde(flatten)]
     pub estimate: Estimate,
+    /// What the quarantine holds, takes in and frees (absent when there is none and this run
+    /// quarantines nothing). Its repositories are not counted above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<quarantine::QuarantineSummary>,
 }
 
 /// One manifest DELETE the executor performs.
@@ -139,6 +145,7 @@ impl Plan {
         let mut by_repo: Vec<(String, usize)> = self
             .repositories
             .iter()
+            .filter(|r| !crate::quarantine::is_quarantine(&r.name))
             .map(|r| (r.name.clone(), r.tags.iter().filter(|t| t.action == Action::Delete).count()))
             .filter(|(_, deleted)| *deleted > 0)
             .collect();
@@ -179,14 +186,20 @@ pub fn plan(policy: &CompiledPolicy, snapshot: &Snapshot, protections: &[Protect
         warnings
             .push("this snapshot comes from the registry API, which cannot list untagged manifests; untagged rules are not applied".into());
     }
-    let repositories: Vec<RepositoryPlan> = snapshot
-        .repositories
-        .values()
+    // Quarantine repositories second: what they keep depends on what the others delete.
+    let (held, sources): (Vec<_>, Vec<_>) = snapshot.repositories.values().partition(|r| crate::quarantine::is_quarantine(&r.name));
+    let mut repositories: Vec<RepositoryPlan> = sources
+        .into_iter()
         .map(|repo| decide::decide_repository(policy.rule_for(&repo.name), repo, &all, now, snapshot.sees_untagged))
         .collect();
-    let estimate = estimate::estimate(snapshot, &repositories);
-    let mut summary = Summary { repositories: repositories.len(), estimate, ..Default::default() };
-    for r in &repositories {
+    let incoming = if policy.quarantine.is_some() { quarantine::incoming(snapshot, &repositories) } else { Default::default() };
+    repositories.extend(held.into_iter().map(|repo| quarantine::decide(repo, incoming.get(&repo.name), now)));
+    repositories.sort_by(|a, b| a.name.cmp(&b.name));
+    let (estimate, held_bytes) = estimate::estimate(snapshot, &repositories, policy.quarantine.is_some());
+    let keep_for = policy.quarantine.map(|d| (d, now + d));
+    let quarantine = quarantine::summarize(snapshot, &repositories, &incoming, keep_for, held_bytes, now);
+    let mut summary = Summary { repositories: repositories.len(), estimate, quarantine, ..Default::default() };
+    for r in repositories.iter().filter(|r| !crate::quarantine::is_quarantine(&r.name)) {
         for t in &r.tags {
             match t.action {
                 Action::Keep => summary.tags_kept += 1,

@@ -29,6 +29,8 @@ pub struct CompiledPolicy {
     pub dry_run: bool,
     /// The circuit breaker (checked by [`crate::plan::limits`]).
     pub limits: super::spec::Limits,
+    /// How long deletions stay restorable (see [`crate::quarantine`]); None: final.
+    pub quarantine: Option<Duration>,
     /// Legal but worth a second look (shown with the plan).
     pub warnings: Vec<String>,
 }
@@ -182,11 +184,35 @@ pub fn compile(spec: &RegistryCleanupPolicySpec) -> Result<CompiledPolicy, Inval
         c.push("spec.limits.maxDeletedPercent", format!("{p} is not a percentage; give 0 to 100"));
     }
 
+    let quarantine = spec.quarantine.as_ref().and_then(|q| {
+        let keep_for = c.take("spec.quarantine.keepFor", parse_duration(&q.keep_for))?;
+        if keep_for <= Duration::zero() {
+            c.push(
+                "spec.quarantine.keepFor",
+                format!("{:?} keeps nothing; give a positive duration such as 7d, or drop spec.quarantine", q.keep_for),
+            );
+            return None;
+        }
+        Some(keep_for)
+    });
+
     if !c.0.is_empty() {
         return Err(InvalidPolicy { problems: c.0 });
     }
     let limits = spec.limits.clone();
-    Ok(CompiledPolicy { rules, protected, hosts, schedule, time_zone, max_read_only, sweep_grace, dry_run: spec.dry_run, limits, warnings })
+    Ok(CompiledPolicy {
+        rules,
+        protected,
+        hosts,
+        schedule,
+        time_zone,
+        max_read_only,
+        sweep_grace,
+        dry_run: spec.dry_run,
+        limits,
+        quarantine,
+        warnings,
+    })
 }
 
 pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {

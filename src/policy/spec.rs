@@ -64,6 +64,19 @@ pub struct RegistryCleanupPolicySpec {
     /// run then deletes at most that plan. Default `Auto` (operator).
     #[serde(default, skip_serializing_if = "ApprovalMode::is_auto")]
     pub approval: ApprovalMode,
+    /// Undo: what a run deletes stays restorable (`regsweep restore`) for this long, held by
+    /// the registry itself under `regsweep-quarantine/<repository>`; its bytes are freed by
+    /// the first run after it expires. Absent: deletions are final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarantineSpec {
+    /// How long deleted images stay restorable, e.g. `7d`, `36h`. Changing it later does not
+    /// change the expiry of what is already in quarantine.
+    pub keep_for: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]

@@ -61,6 +61,32 @@ impl RegistryClient {
         self.send(Call::new(Method::POST, &path, push_scope(repo))).await
     }
 
+    /// Links a blob of repository `from` into `repo` without copying it (a cross-repository
+    /// mount). False when the registry would not mount it (it then started an upload, which is
+    /// cancelled).
+    pub async fn mount_blob(&self, repo: &str, digest: &Digest, from: &str) -> Result<bool, RegistryError> {
+        let path = format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}");
+        let scope = format!("{} repository:{from}:pull", push_scope(repo));
+        let resp = self.send(Call::new(Method::POST, &path, scope)).await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                let location = header(&resp, LOCATION);
+                if !location.is_empty() {
+                    let _ = self.send(Call::new(Method::DELETE, &location, push_scope(repo))).await;
+                }
+                Ok(false)
+            }
+            _ => Err(self
+                .fail(
+                    resp,
+                    format!("mount blob {digest} from {from} into {repo}"),
+                    Subject::Blob { repository: repo, digest: digest.as_str() },
+                )
+                .await),
+        }
+    }
+
     /// Uploads a blob (POST, then one monolithic `PUT <Location>?digest=`); returns its digest.
     pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> Result<Digest, RegistryError> {
         let digest = Digest::of(bytes);

@@ -106,6 +106,10 @@ pub struct PruneReport {
     /// Tags whose manifest revision is gone (they answered 404).
     pub dead_tags: usize,
     pub dangling_layer_links: usize,
+    /// Blob links of a quarantine repository whose every record expired (their blobs are
+    /// still used elsewhere, so they did not dangle).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quarantine_layer_links: usize,
     pub abandoned_uploads: usize,
     /// Repositories removed because nothing was left in them (they leave `_catalog`).
     pub repositories_removed: Vec<String>,
@@ -123,6 +127,10 @@ pub struct PruneReport {
     pub interrupted: bool,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl PruneReport {
     pub fn removed_anything(&self) -> bool {
         !self.removed.is_empty() || self.removed_not_listed > 0
@@ -136,6 +144,8 @@ enum Removal {
     EmptyTag,
     DeadTag,
     DanglingLayer,
+    /// A blob link of an emptied quarantine repository (its blob is still used elsewhere).
+    QuarantineLayer,
     AbandonedUpload,
     /// A repository's own directories, or a parent directory it leaves empty.
     Repository,
@@ -280,6 +290,7 @@ impl Pruner<'_> {
             Removal::EmptyTag => r.empty_tags += 1,
             Removal::DeadTag => r.dead_tags += 1,
             Removal::DanglingLayer => r.dangling_layer_links += 1,
+            Removal::QuarantineLayer => r.quarantine_layer_links += 1,
             Removal::AbandonedUpload => r.abandoned_uploads += 1,
             Removal::Repository | Removal::Part => {}
             Removal::EmptyBlobDir => r.empty_blob_dirs += 1,
@@ -427,7 +438,9 @@ impl Pruner<'_> {
     }
 
     /// `_layers` links whose blob `data` no longer exists (and link directories without a link).
-    fn layers(&mut self, repo: &str) {
+    /// `_layers` links whose blob is gone; with `all` (an emptied quarantine repository, which
+    /// only ever held links for restores) every link.
+    fn layers(&mut self, repo: &str, all: bool) {
         if self.through_symlink(&self.layout.layers(repo)) {
             return;
         }
@@ -448,6 +461,8 @@ impl Pruner<'_> {
             };
             if dangling {
                 self.remove_link_dir(&e.path, "link", Removal::DanglingLayer);
+            } else if all {
+                self.remove_link_dir(&e.path, "link", Removal::QuarantineLayer);
             }
         }
     }
@@ -535,7 +550,7 @@ impl Pruner<'_> {
         // Every step runs (each prunes its own litter) before the verdict.
         let revisions = self.revisions(name);
         let tags = self.tags(name);
-        self.layers(name);
+        self.layers(name, !revisions && !tags && crate::quarantine::is_quarantine(name));
         let uploads = self.uploads(name);
         if revisions || tags || uploads {
             return;

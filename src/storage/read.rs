@@ -252,7 +252,18 @@ fn read_revisions(layout: &Layout, repo: &mut Repository, problems: &mut Vec<Sna
         // Parsed again in every repository that links it (no cache): a manifest mounted into
         // many repositories is rare, and a cache would hold a second copy of every manifest.
         let (media_type, content, subject) = match read_manifest_blob(&layout.blob_data(&digest)) {
-            Ok(body) => parse_manifest(&body),
+            Ok(body) => {
+                if crate::quarantine::is_quarantine(&name) {
+                    match crate::quarantine::Record::from_manifest(&body) {
+                        Some(Ok(record)) => {
+                            repo.records.insert(digest.clone(), record);
+                        }
+                        Some(Err(e)) => problem(problems, &link, format!("quarantine record {digest}: {e}; what it holds is kept"), false),
+                        None => {}
+                    }
+                }
+                parse_manifest(&body)
+            }
             Err(e) => (String::new(), Content::Unknown { why: format!("manifest blob unreadable: {e}") }, None),
         };
         if let Content::Unknown { why } = &content {

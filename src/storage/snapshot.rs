@@ -55,6 +55,10 @@ pub struct Repository {
     /// the registry's manifest DELETE untags every tag whose history names the digest.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<(String, Digest)>,
+    /// In a quarantine repository, the readable quarantine records by their digest (see
+    /// [`crate::quarantine`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub records: BTreeMap<Digest, crate::quarantine::Record>,
 }
 
 #[derive(Clone, Debug, Serialize)]
