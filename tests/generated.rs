@@ -11,10 +11,13 @@
 //!   `run_maintenance`, thawed, and checked from outside (every kept tag verifies, every
 //!   deleted tag is gone, no unreferenced blob is left on disk).
 //! - `damaged_storage_maintenance_cases`: the same with one damaged repository.
+//! - `quarantine_maintenance_cases`: 10 seeds swept with `spec.quarantine`, then restored by
+//!   run id: every tag is back with its digest, every deleted manifest pulls, all whole.
 //!
 //! Rerun one seed: `REGSWEEP_GEN_SEED=<n> cargo test --test generated <test name>`.
 //! More cases: `REGSWEEP_GEN_CASES` (plan), `REGSWEEP_GEN_DAMAGED_CASES` (damaged plan),
-//! `REGSWEEP_GEN_MAINT_CASES` (maintenance), `REGSWEEP_GEN_DAMAGED_MAINT_CASES`.
+//! `REGSWEEP_GEN_MAINT_CASES` (maintenance), `REGSWEEP_GEN_DAMAGED_MAINT_CASES`,
+//! `REGSWEEP_GEN_QUARANTINE_CASES`.
 
 mod support;
 
@@ -518,14 +521,22 @@ fn damaged_storage_plan_cases() {
 fn maintenance_cases() {
     support::ensure_registry_installed();
     let seeds = seeds("REGSWEEP_GEN_MAINT_CASES", 30);
-    let failures = live::run_all(&seeds, false);
+    let failures = live::run_all(&seeds, live::Mode::Plain);
     report("maintenance cases", "maintenance_cases", seeds.len(), failures);
+}
+
+#[test]
+fn quarantine_maintenance_cases() {
+    support::ensure_registry_installed();
+    let seeds = seeds("REGSWEEP_GEN_QUARANTINE_CASES", 10);
+    let failures = live::run_all(&seeds, live::Mode::Quarantine);
+    report("quarantine maintenance cases", "quarantine_maintenance_cases", seeds.len(), failures);
 }
 
 #[test]
 fn damaged_storage_maintenance_cases() {
     support::ensure_registry_installed();
     let seeds = seeds("REGSWEEP_GEN_DAMAGED_MAINT_CASES", 8);
-    let failures = live::run_all(&seeds, true);
+    let failures = live::run_all(&seeds, live::Mode::Damaged);
     report("damaged-storage maintenance cases", "damaged_storage_maintenance_cases", seeds.len(), failures);
 }

@@ -567,3 +567,129 @@ mod approval {
         assert!(Approval::from_json("{\"not\": \"a plan\"}").unwrap_err().contains("is not a plan"));
     }
 }
+
+mod quarantine {
+    use super::*;
+    use crate::quarantine::{Entry, Record, manifest_tag, repository_for};
+
+    const Q: &str = "regsweep-quarantine/app";
+
+    /// A record of `run` in the quarantine repository, naming `entries`, tagged `run-<run>`.
+    fn record(reg: &mut Reg, run: &str, entries: &[&Digest], expires_in_hours: i64) -> Digest {
+        let d = reg.index(Q, &format!("record-{run}"), entries.iter().map(|d| (*d).clone()).collect(), 1);
+        reg.tag(Q, &format!("run-{run}"), &d, 1);
+        let entries = entries
+            .iter()
+            .map(|e| Entry {
+                digest: (*e).clone(),
+                media_type: crate::media::OCI_MANIFEST.into(),
+                size: 1,
+                tags: vec![],
+                subject: None,
+                bytes: 0,
+            })
+            .collect();
+        let r = Record {
+            run_id: run.into(),
+            policy: "p".into(),
+            repository: "app".into(),
+            deleted_at: now() - Duration::days(1),
+            expires_at: now() + Duration::hours(expires_in_hours),
+            entries,
+        };
+        reg.repo(Q).records.insert(d.clone(), r);
+        d
+    }
+
+    fn held(reg: &mut Reg, seed: &str) -> Digest {
+        let d = reg.image(Q, seed, 3);
+        reg.tag(Q, &manifest_tag(&d), &d, 3);
+        d
+    }
+
+    /// A registry whose quarantine holds an expired and a live record sharing one image, an
+    /// image a hand-pushed tag names, and an image no record names (an interrupted write).
+    fn registry() -> (Reg, [Digest; 7]) {
+        let mut reg = Reg::new();
+        reg.tagged("app", "v1", 3);
+        reg.tagged("app", "v2", 2);
+        let only_expired = held(&mut reg, "x");
+        let shared = held(&mut reg, "s");
+        let orphan = held(&mut reg, "o");
+        let hand = reg.image(Q, "h", 3);
+        reg.tag(Q, "hand-pushed", &hand, 3);
+        let expired = record(&mut reg, "a", &[&only_expired, &shared], -1);
+        let live = record(&mut reg, "b", &[&shared], 24);
+        let v1 = reg.snap.repositories["app"].tags["v1"].digest.clone();
+        (reg, [only_expired, shared, orphan, hand, expired, live, v1])
+    }
+
+    fn policy(quarantine: bool) -> crate::policy::CompiledPolicy {
+        // Every repository, everything but the newest tag: it must never reach the quarantine.
+        let rules = vec![rule(|r| {
+            r.keep_latest = Some(1);
+            r.untagged = UntaggedAction::Delete;
+            r.untagged_grace_period = Some("1s".into());
+        })];
+        let quarantine = quarantine.then(|| crate::policy::spec::QuarantineSpec { keep_for: "7d".into() });
+        compile(&RegistryCleanupPolicySpec { rules, quarantine, ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn only_expiry_deletes_in_a_quarantine_and_no_rule_reaches_it() {
+        let (reg, [only_expired, shared, orphan, hand, expired, live, _]) = registry();
+        let p = plan(&policy(false), &reg.snap, &[], now());
+        assert_eq!(p.repository(Q).unwrap().rule, None, "no rule governs a quarantine repository");
+        assert_eq!(manifest_action(&p, Q, &expired).0, Action::Delete, "the expired record");
+        assert_eq!(manifest_action(&p, Q, &only_expired).0, Action::Delete, "what only the expired record held");
+        assert_eq!(manifest_action(&p, Q, &orphan).0, Action::Delete, "what no record holds");
+        let (action, reason) = manifest_action(&p, Q, &shared);
+        assert_eq!(action, Action::Keep, "the live record still holds it");
+        assert!(reason.contains("run b"), "{reason}");
+        assert_eq!(manifest_action(&p, Q, &live).0, Action::Keep);
+        assert_eq!(manifest_action(&p, Q, &hand).0, Action::Keep, "a tag regsweep did not write keeps its image");
+        assert_eq!(tag_action(&p, Q, "hand-pushed").0, Action::Keep);
+        assert_eq!(tag_action(&p, Q, &manifest_tag(&shared)).0, Action::Keep);
+        assert_eq!(tag_action(&p, Q, "run-a").0, Action::Delete);
+        // Counted apart from the policy's own deletions, and out of the limits.
+        assert_eq!(p.summary.tags_deleted, 1, "app:v1 only");
+        let q = p.summary.quarantine.as_ref().unwrap();
+        assert_eq!((q.expiring_records, q.expiring_manifests, q.held_records), (1, 3, 1), "{q:?}");
+        assert!(q.expiring_bytes > 0 && q.keep_for.is_none());
+        assert_eq!(p.largest(5), vec![("app".to_string(), 1)]);
+        // The record goes before what it names.
+        let deletions = p.deletions();
+        let first_q = deletions.iter().find(|d| d.repository == Q).unwrap();
+        assert_eq!(first_q.digest, expired);
+    }
+
+    #[test]
+    fn quarantining_frees_nothing_now_and_keeps_what_it_takes_in_again() {
+        let (mut reg, [only_expired, ..]) = registry();
+        // app deletes the very image the expired record held: it enters the quarantine again.
+        let again = reg.snap.repositories[Q].manifests[&only_expired].clone();
+        reg.repo("app").manifests.insert(only_expired.clone(), again);
+        let off = plan(&policy(false), &reg.snap, &[], now());
+        let on = plan(&policy(true), &reg.snap, &[], now());
+        assert_eq!(manifest_action(&off, Q, &only_expired).0, Action::Delete);
+        let (action, reason) = manifest_action(&on, Q, &only_expired);
+        assert_eq!((action, reason.as_str()), (Action::Keep, "quarantined again by this run"));
+        let q = on.summary.quarantine.as_ref().unwrap();
+        assert_eq!(q.keep_for.as_deref(), Some("7d"));
+        assert_eq!(q.expires_at, Some(now() + Duration::days(7)));
+        assert_eq!(q.entering_manifests, 2, "app:v1 and the untagged image");
+        assert!(q.entering_bytes > 0);
+        assert!(on.summary.estimate.bytes_freed < off.summary.estimate.bytes_freed, "what enters the quarantine is not freed");
+        assert_eq!(on.summary.estimate.bytes_freed, q.expiring_bytes + on.summary.estimate.bytes_already_unreferenced, "only expiry frees");
+        assert_eq!(repository_for("app"), Q);
+    }
+
+    #[test]
+    fn an_unreadable_quarantine_is_kept_whole() {
+        let (mut reg, [only_expired, ..]) = registry();
+        reg.repo(Q).unreadable.push("_manifests/tags/run-c".into());
+        let p = plan(&policy(false), &reg.snap, &[], now());
+        assert!(p.repository(Q).unwrap().manifests.iter().all(|m| m.action == Action::Keep));
+        assert!(manifest_action(&p, Q, &only_expired).1.contains("unreadable"));
+    }
+}

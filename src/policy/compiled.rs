@@ -353,6 +353,20 @@ mod tests {
     }
 
     #[test]
+    fn quarantine_keep_for_must_be_a_positive_duration() {
+        for (text, needle) in [("a week", "is not a duration"), ("0s", "keeps nothing")] {
+            let mut s = spec(vec![rule(&["**"])]);
+            s.quarantine = Some(super::super::spec::QuarantineSpec { keep_for: text.into() });
+            let err = compile(&s).unwrap_err();
+            assert_eq!(err.problems[0].field, "spec.quarantine.keepFor");
+            assert!(err.problems[0].message.contains(needle), "{:?}", err.problems);
+        }
+        let mut s = spec(vec![rule(&["**"])]);
+        s.quarantine = Some(super::super::spec::QuarantineSpec { keep_for: "36h".into() });
+        assert_eq!(compile(&s).unwrap().quarantine, Some(Duration::hours(36)));
+    }
+
+    #[test]
     fn rules_that_can_never_match() {
         let err = compile(&spec(vec![rule(&["**"]), rule(&["team-a/*"])])).unwrap_err();
         assert_eq!(err.problems[0].field, "spec.rules[1]");

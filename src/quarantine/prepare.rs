@@ -53,7 +53,8 @@ pub fn prepare(plan: &Plan, snapshot: &Snapshot, run_id: &str, policy: &str, now
         };
         let entries = deleted
             .iter()
-            .filter(|m| !children.contains(&m.digest))
+            // A tagged child is an entry of its own: its tags come back with it.
+            .filter(|m| !m.tags.is_empty() || !children.contains(&m.digest))
             .map(|m| {
                 let subject = repo
                     .manifests

@@ -34,7 +34,7 @@ pub struct Record {
     pub entries: Vec<Entry>,
 }
 
-/// One deleted manifest that was not a child of another one deleted with it.
+/// One deleted manifest that was tagged, or not a child of another one deleted with it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {

@@ -3,9 +3,11 @@
 //! frozen (read-only), `run_maintenance` sweeps it, the registry is thawed, and everything is
 //! checked from outside: the plan against the README's invariants, every tag that must stay
 //! is served and its whole graph verifies, every deleted tag and manifest is gone, and no blob
-//! is left on disk that no remaining manifest revision references.
+//! is left on disk that no remaining manifest revision references. With quarantine on, the
+//! run is then restored (`restore --run`) and every tag must be back with its digest, every
+//! deleted manifest pullable again, and every image whole.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -104,7 +106,7 @@ fn blob_bytes_on_disk(root: &Path) -> u64 {
 
 async fn served_tags(client: &RegistryClient) -> Result<BTreeSet<(String, String)>, String> {
     let mut out = BTreeSet::new();
-    for repo in client.catalog().await.map_err(|e| e.to_string())? {
+    for repo in client.catalog().await.map_err(|e| e.to_string())?.into_iter().filter(|r| !regsweep::quarantine::is_quarantine(r)) {
         match client.tags(&repo).await {
             Ok(tags) => out.extend(tags.into_iter().map(|t| (repo.clone(), t))),
             Err(regsweep::registry::RegistryError::RepositoryUnknown { .. }) => {}
@@ -121,19 +123,31 @@ struct Outcome {
     deleted: (usize, usize, u64),
 }
 
-async fn one(seed: u64, damaged: bool) -> Outcome {
+/// What a case adds to the plain sweep.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Plain,
+    /// One repository damaged on disk.
+    Damaged,
+    /// `spec.quarantine` on, and the run restored afterwards.
+    Quarantine,
+}
+
+async fn one(seed: u64, mode: Mode) -> Outcome {
+    let damaged = mode == Mode::Damaged;
     let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
     let case = if damaged { damageable_case(seed, LIVE_SIZE, now, true) } else { generate_case(seed, LIVE_SIZE, now, true) };
     let dump = case.dump();
     let mut deleted = (0, 0, 0);
-    let violations = match sweep(&case, damaged, &mut deleted).await {
+    let violations = match sweep(&case, mode, &mut deleted).await {
         Ok(v) => v,
         Err(e) => vec![format!("the case could not run: {e}")],
     };
     Outcome { violations, dump, deleted }
 }
 
-async fn sweep(case: &Case, damaged: bool, deleted: &mut (usize, usize, u64)) -> Result<Vec<String>, String> {
+async fn sweep(case: &Case, mode: Mode, deleted: &mut (usize, usize, u64)) -> Result<Vec<String>, String> {
+    let damaged = mode == Mode::Damaged;
     let mut v = Vec::new();
     // The free port can be taken between choosing and binding it (cases run side by side).
     let mut started = Err(anyhow::anyhow!("not tried"));
@@ -158,9 +172,14 @@ async fn sweep(case: &Case, damaged: bool, deleted: &mut (usize, usize, u64)) ->
         None
     };
     let bytes_before = blob_bytes_on_disk(&root);
+    let digests_before = served_digests(&reg.client().map_err(|e| e.to_string())?).await?;
     reg.restart(true).await.map_err(|e| format!("freeze: {e}"))?;
 
-    let opts = MaintenanceOptions { protections: case.protections(), concurrency: 8, ..reg.maintenance_options(case.document.clone()) };
+    let mut document = case.document.clone();
+    if mode == Mode::Quarantine {
+        document.spec.quarantine = Some(regsweep::policy::spec::QuarantineSpec { keep_for: "1h".into() });
+    }
+    let opts = MaintenanceOptions { protections: case.protections(), concurrency: 8, ..reg.maintenance_options(document) };
     // A FIFO can hang the run: after FIFO_LIMIT, feed it end-of-file until the run returns.
     let done = Arc::new(AtomicBool::new(false));
     let overran = Arc::new(AtomicBool::new(false));
@@ -264,8 +283,67 @@ async fn sweep(case: &Case, damaged: bool, deleted: &mut (usize, usize, u64)) ->
     if damage.is_none() && freed != plan.summary.estimate.bytes_freed {
         v.push(format!("garbage collection freed {freed} bytes, the plan estimated {}", plan.summary.estimate.bytes_freed));
     }
+    if mode == Mode::Quarantine {
+        v.extend(restore_all(&client, plan, &outcome.report.run_id, &digests_before).await?);
+    }
     if let Some(p) = reg.process.take() {
         p.stop().await;
+    }
+    Ok(v)
+}
+
+/// Every (repository, tag) served outside the quarantine, with its digest.
+async fn served_digests(client: &RegistryClient) -> Result<BTreeMap<(String, String), Digest>, String> {
+    let mut out = BTreeMap::new();
+    for (repo, tag) in served_tags(client).await? {
+        let m = client.get_manifest(&repo, &tag).await.map_err(|e| format!("GET {repo}:{tag}: {e}"))?;
+        out.insert((repo, tag), m.digest);
+    }
+    Ok(out)
+}
+
+/// Restores the run and checks that everything it deleted is back.
+async fn restore_all(
+    client: &RegistryClient,
+    plan: &regsweep::plan::Plan,
+    run_id: &str,
+    before: &BTreeMap<(String, String), Digest>,
+) -> Result<Vec<String>, String> {
+    use regsweep::quarantine::restore::{Selector, restore};
+    let mut v = Vec::new();
+    if plan.summary.manifests_deleted == 0 {
+        return Ok(v);
+    }
+    if let Err(e) = restore(client, &[Selector::Run(run_id.to_string())], false, Utc::now()).await {
+        v.push(format!("restore --run {run_id}: {e}"));
+        return Ok(v);
+    }
+    let after = served_digests(client).await?;
+    if &after != before {
+        let differ: Vec<_> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| before.get(*k) != after.get(*k))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|k| format!("{}:{} was {:?}, is {:?}", k.0, k.1, before.get(k).map(|d| d.short()), after.get(k).map(|d| d.short())))
+            .collect();
+        v.push(format!("after the restore the served tags differ from before the sweep: {differ:?}"));
+    }
+    for r in &plan.repositories {
+        for m in r.manifests.iter().filter(|m| m.action == Action::Delete) {
+            match client.head_manifest(&r.name, m.digest.as_str()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => v.push(format!("{}@{} was deleted and is not back after the restore", r.name, m.digest.short())),
+                Err(e) => v.push(format!("HEAD {}@{}: {e}", r.name, m.digest.short())),
+            }
+        }
+    }
+    match regsweep::verify::verify_registry(client).await {
+        Ok(report) => v.extend(
+            report.problems.iter().map(|p| format!("verify after restore: {}:{} {:?}: {}", p.repository, p.tag, p.digest, p.problem)),
+        ),
+        Err(e) => v.push(format!("verify after restore failed: {e}")),
     }
     Ok(v)
 }
@@ -283,7 +361,8 @@ fn watch_fifo(fifo: &PathBuf, done: &AtomicBool, overran: &AtomicBool) {
 }
 
 /// Runs the seeds on [`WORKERS`] threads, each case on its own single-threaded runtime.
-pub fn run_all(seeds: &[u64], damaged: bool) -> Vec<(u64, String)> {
+pub fn run_all(seeds: &[u64], mode: Mode) -> Vec<(u64, String)> {
+    let damaged = mode == Mode::Damaged;
     let queue = Arc::new(Mutex::new(seeds.iter().copied().collect::<VecDeque<u64>>()));
     let results = Arc::new(Mutex::new(Vec::new()));
     let totals = Arc::new(Mutex::new(Vec::new()));
@@ -295,7 +374,7 @@ pub fn run_all(seeds: &[u64], damaged: bool) -> Vec<(u64, String)> {
                     let Some(seed) = queue.lock().unwrap().pop_front() else { break };
                     let started = Instant::now();
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(one(seed, damaged))));
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(one(seed, mode))));
                     let (line, stats) = match outcome {
                         Ok(o) if o.violations.is_empty() => (None, o.deleted),
                         Ok(o) => (Some(format!("{}{}", first_lines(&o.violations, 12), o.dump)), o.deleted),
@@ -312,7 +391,11 @@ pub fn run_all(seeds: &[u64], damaged: bool) -> Vec<(u64, String)> {
                     };
                     eprintln!(
                         "maintenance case {seed}{}: {:.1}s, {} tags and {} manifests deleted, {} blob bytes freed{}",
-                        if damaged { " (damaged)" } else { "" },
+                        match mode {
+                            Mode::Plain => "",
+                            Mode::Damaged => " (damaged)",
+                            Mode::Quarantine => " (quarantine)",
+                        },
                         started.elapsed().as_secs_f64(),
                         stats.0,
                         stats.1,
