@@ -369,6 +369,38 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quarantined_run_says_until_when_it_can_be_restored_and_restores() {
+    let cluster = filled().await;
+    let registry = cluster.registry();
+    let tags_before = registry.tags("team-a/api").await.unwrap();
+    let _operator = start_operator(&cluster);
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&policy_yaml(&cluster, false)).unwrap();
+    doc["spec"]["quarantine"]["keepFor"] = "7d".into();
+    cluster.apply("policy.yaml", &serde_yaml::to_string(&doc).unwrap());
+    let run = wait_finished(&cluster, "demo").await;
+    assert_eq!(run.result, regsweep::operator::phase::RunResult::Succeeded, "{}", run.message);
+    assert!(run.manifests_deleted > 0 && run.quarantined_bytes > 0, "{run:?}");
+    let until = run.quarantined_until.expect("a quarantined run says until when");
+    assert!((until - run.start - chrono::Duration::days(7)).num_seconds().abs() < 120, "{until} is 7 days after {}", run.start);
+    assert_eq!(status_of(&cluster, "demo").await.unwrap().history[0].quarantined_until, Some(until));
+    let wide = cluster.kubectl_ok(&["get", "rcp", "-n", "registry", "-o", "wide"]);
+    assert!(wide.contains("RESTORABLE UNTIL") && wide.contains(&until.format("%Y-%m-%d").to_string()), "{wide}");
+    let gone = registry.tags("team-a/api").await.unwrap();
+    assert!(gone.len() < tags_before.len(), "{gone:?}");
+
+    // Restoring needs no freeze: against the thawed registry, through its API.
+    wait_for("the registry to accept writes", Duration::from_secs(30), || async {
+        matches!(registry.probe_write("team-a/api").await, Ok(WriteProbe::Accepted { .. }))
+    })
+    .await;
+    use regsweep::quarantine::restore::{Selector, restore};
+    restore(&registry, &[Selector::Run(run.id.clone())], false, chrono::Utc::now()).await.unwrap();
+    assert_eq!(registry.tags("team-a/api").await.unwrap(), tags_before, "every tag is back");
+    let verify = regsweep::verify::verify_registry(&registry).await.unwrap();
+    assert!(verify.is_ok(), "{:?}", verify.problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dry_run_changes_nothing() {
     let cluster = filled().await;
     let before = template(&cluster).await;

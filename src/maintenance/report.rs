@@ -121,6 +121,9 @@ impl MaintenanceReport {
             plan_id: self.plan_id.clone(),
             over_limit: self.over_limit.clone(),
             largest: self.largest.clone(),
+            // Only a run that wrote its quarantine has anything restorable.
+            quarantined_until: self.quarantine.as_ref().and(self.plan.quarantine.as_ref()).and_then(|q| q.expires_at),
+            quarantined_bytes: self.quarantine.as_ref().and(self.plan.quarantine.as_ref()).map_or(0, |q| q.entering_bytes),
         }
     }
 
@@ -140,6 +143,9 @@ impl MaintenanceReport {
             "  plan: {} tags and {} manifests to delete; {} tags and {} manifests kept",
             p.tags_deleted, p.manifests_deleted, p.tags_kept, p.manifests_kept
         );
+        if let Some(q) = &p.quarantine {
+            let _ = writeln!(out, "  {}", q.describe());
+        }
         if let Some(d) = &self.delete {
             let _ = writeln!(
                 out,

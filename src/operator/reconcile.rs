@@ -714,6 +714,8 @@ async fn finish(
         message: message.clone(),
         plan_id: run.approved_plan.as_ref().map_or_else(|| outcome.plan_id.clone(), |a| a.id.clone()),
         review: run.review,
+        quarantined_until: outcome.quarantined_until,
+        quarantined_bytes: outcome.quarantined_bytes,
     };
     let label = match result {
         RunResult::Succeeded => "Succeeded",
@@ -731,8 +733,11 @@ async fn finish(
         RunResult::Succeeded => (EventType::Normal, "RunSucceeded"),
         RunResult::Failed => (EventType::Warning, "RunFailed"),
     };
+    let restorable = outcome.quarantined_until.map_or_else(String::new, |until| {
+        format!("; restorable until {} with `regsweep restore --url <registry> --run {}`", until.format("%Y-%m-%d %H:%M UTC"), run.id)
+    });
     let text = format!(
-        "run {}: {message}; {} manifests deleted, {} reclaimed, read-only {read_only_seconds}s",
+        "run {}: {message}; {} manifests deleted, {} reclaimed, read-only {read_only_seconds}s{restorable}",
         run.id,
         outcome.manifests_deleted,
         crate::units::bytes(outcome.bytes_reclaimed)

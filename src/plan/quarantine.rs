@@ -43,6 +43,34 @@ pub struct QuarantineSummary {
     pub expiring_bytes: u64,
 }
 
+impl QuarantineSummary {
+    /// One line for people: what this run takes in, what is held, what expiry frees now.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let (Some(keep_for), Some(at)) = (&self.keep_for, &self.expires_at) {
+            parts.push(format!(
+                "this run keeps {} deleted manifest(s) ({}) restorable for {keep_for}, until {}",
+                self.entering_manifests,
+                crate::units::bytes(self.entering_bytes),
+                when(at)
+            ));
+        }
+        if self.held_records > 0 {
+            let next = self.next_expiry.map(|t| format!(", next expiry {}", when(&t))).unwrap_or_default();
+            parts.push(format!("{} record(s) of earlier runs hold {}{next}", self.held_records, crate::units::bytes(self.held_bytes)));
+        }
+        if self.expiring_records > 0 {
+            parts.push(format!(
+                "{} expired record(s) and {} manifest(s) go now, freeing {}",
+                self.expiring_records,
+                self.expiring_manifests,
+                crate::units::bytes(self.expiring_bytes)
+            ));
+        }
+        format!("quarantine: {}", parts.join("; "))
+    }
+}
+
 /// Every manifest a quarantine of `roots` links: the roots and, through indexes, their children.
 pub fn closure<'a>(repo: &'a Repository, roots: impl IntoIterator<Item = &'a Digest>) -> BTreeSet<&'a Digest> {
     let mut seen = BTreeSet::new();

@@ -26,6 +26,18 @@ pub fn table(plan: &Plan, all: bool) -> String {
     let now = plan.generated_at;
     let mut rows: Vec<[String; 6]> = Vec::new();
     for repo in &plan.repositories {
+        if crate::quarantine::is_quarantine(&repo.name) && !all {
+            let expired = repo.manifests.iter().filter(|m| m.action == Action::Delete).count();
+            rows.push([
+                repo.name.clone(),
+                format!("({} manifests)", repo.manifests.len()),
+                String::new(),
+                String::new(),
+                if expired > 0 { format!("DELETE {expired}") } else { "keep".into() },
+                if expired > 0 { "quarantine: expired".into() } else { "quarantine: restorable until it expires".into() },
+            ]);
+            continue;
+        }
         let untouched = repo.rule.is_none();
         if untouched && !all {
             rows.push([
@@ -90,6 +102,9 @@ pub fn table(plan: &Plan, all: bool) -> String {
         units::bytes(s.estimate.blob_bytes_before),
         units::bytes(s.estimate.bytes_already_unreferenced)
     );
+    if let Some(q) = &s.quarantine {
+        let _ = writeln!(out, "{}", q.describe());
+    }
     let _ = writeln!(out, "plan id {} (approve it with `maintenance --approved-plan` on this plan's JSON)", plan.id);
     out
 }

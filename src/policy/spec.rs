@@ -20,6 +20,7 @@ use super::status::RegistryCleanupPolicyStatus;
     printcolumn = r#"{"name":"Reclaimed","type":"string","jsonPath":".status.lastRun.reclaimed"}"#,
     // A `date` column shows a future time as `<invalid>`: the time itself is what people need.
     printcolumn = r#"{"name":"Next Run","type":"string","jsonPath":".status.nextRunTime"}"#,
+    printcolumn = r#"{"name":"Restorable Until","type":"string","priority":1,"jsonPath":".status.lastRun.quarantinedUntil"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -157,6 +157,16 @@ pub struct RunOutcome {
     /// The repositories with the most deletions (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub largest: Vec<RepositoryDeletions>,
+    /// With `spec.quarantine`: until when what the run deleted stays restorable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined_until: Option<DateTime<Utc>>,
+    /// The bytes that quarantine keeps on disk until then.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quarantined_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
@@ -186,6 +196,13 @@ pub struct RunSummary {
     /// A review run: it made the plan, the next run executes it.
     #[serde(default)]
     pub review: bool,
+    /// With `spec.quarantine`: what the run deleted is restorable until then
+    /// (`regsweep restore --url <registry> --run <id>`); null when deletions were final.
+    #[serde(default)]
+    pub quarantined_until: Option<DateTime<Utc>>,
+    /// The bytes that quarantine keeps on disk until then.
+    #[serde(default)]
+    pub quarantined_bytes: u64,
 }
 
 // The plain types of a run's state, kept here so the CRD types need nothing of the controller.
