@@ -327,3 +327,52 @@ async fn expiry_frees_exactly_what_a_sweep_without_quarantine_frees() {
     let listed = ok(&run(&["quarantine", "list", "-o", "json", "--storage", root.to_str().unwrap()]));
     assert_eq!(listed["records"], serde_json::json!([]), "{listed}");
 }
+
+/// Reads the child's JSON log until a line has every needle; false when it exited first.
+fn wait_for_line(child: &mut std::process::Child, needles: &[&str]) -> bool {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(child.stderr.as_mut().unwrap());
+    reader.lines().map_while(Result::ok).any(|line| needles.iter().all(|n| line.contains(n)))
+}
+
+#[tokio::test]
+async fn a_quarantined_sweep_killed_anywhere_still_restores_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(dir.path(), "7d");
+    let points: &[&[&str]] = &[
+        &["\"quarantine written\""],
+        &["\"manifest deleted\""],
+        &["\"running registry garbage-collect\"", "\"dry_run\":false"],
+        &["\"pruned GC litter\""],
+    ];
+    for needles in points {
+        let mut reg = registry().await;
+        let before = served(&reg.client().unwrap()).await;
+        reg.restart(true).await.unwrap();
+        let mut child = Command::new(BIN)
+            .args(["--log-format", "json", "maintenance", "--concurrency", "1", "-f", policy.to_str().unwrap()])
+            .args(["--config", reg.config_path().to_str().unwrap(), "--url", &reg.url()])
+            .env("RUST_LOG", "regsweep=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let hit = wait_for_line(&mut child, needles);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(hit, "the sweep never logged {needles:?}");
+        // Rerun to completion, thaw, and restore every run the quarantine lists.
+        sweep(&reg, &policy);
+        reg.restart(false).await.unwrap();
+        let listed = ok(&run(&["quarantine", "list", "-o", "json", "--url", &reg.url()]));
+        let runs: BTreeSet<String> =
+            listed["records"].as_array().unwrap().iter().map(|r| r["runId"].as_str().unwrap().to_string()).collect();
+        assert!(!runs.is_empty(), "killed at {needles:?}: {listed}");
+        for id in &runs {
+            ok(&run(&["restore", "-o", "json", "--url", &reg.url(), "--run", id]));
+        }
+        let client = reg.client().unwrap();
+        assert_eq!(served(&client).await, before, "killed at {needles:?}, then rerun: every tag restores");
+        verify_whole(&client).await;
+    }
+}

@@ -6,6 +6,7 @@
 //! system is synced at the end: a run deletes nothing it has not durably quarantined.
 //! Idempotent: a rerun finds the links it wrote and moves on.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -28,34 +29,8 @@ pub struct Written {
     /// Links that were already there (a rerun, or content quarantined by an earlier run).
     pub already_linked: usize,
     pub duration_ms: u64,
-}
-
-/// `base/rel` as real directories, creating what is missing; never through a symlink.
-fn real_dirs(base: &Path, rel: &Path) -> Result<PathBuf, String> {
-    let mut dir = base.to_path_buf();
-    if !matches!(entry::kind_of(&dir), Ok(Some(Kind::Dir))) {
-        return Err(format!("{} is not a directory", dir.display()));
-    }
-    for part in rel.components() {
-        let std::path::Component::Normal(part) = part else { return Err(format!("{} is not a plain relative path", rel.display())) };
-        dir.push(part);
-        match entry::kind_of(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-            Some(Kind::Dir) => {}
-            None => match fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && matches!(entry::kind_of(&dir), Ok(Some(Kind::Dir))) => {}
-                Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
-            },
-            Some(k) => {
-                return Err(format!(
-                    "{} is {}, where regsweep needs a directory; nothing is written through it",
-                    dir.display(),
-                    k.describe()
-                ));
-            }
-        }
-    }
-    Ok(dir)
+    /// Of which syncing the file system (what makes the links durable before any delete).
+    pub sync_ms: u64,
 }
 
 /// Writes `content` to `dir/name` through a temporary file; false when it already holds it.
@@ -79,23 +54,60 @@ fn put(dir: &Path, name: &str, content: &[u8]) -> Result<bool, String> {
 struct Writer<'a> {
     layout: &'a Layout,
     written: Written,
+    /// Directories already proven real (or created): each is checked once per run.
+    real: HashSet<PathBuf>,
 }
 
 impl Writer<'_> {
+    /// `base/rel` as real directories, creating what is missing; never through a symlink.
+    fn real_dirs(&mut self, base: &Path, rel: &Path) -> Result<PathBuf, String> {
+        let mut dir = base.to_path_buf();
+        if !self.real.contains(&dir) {
+            if !matches!(entry::kind_of(&dir), Ok(Some(Kind::Dir))) {
+                return Err(format!("{} is not a directory", dir.display()));
+            }
+            self.real.insert(dir.clone());
+        }
+        for part in rel.components() {
+            let std::path::Component::Normal(part) = part else { return Err(format!("{} is not a plain relative path", rel.display())) };
+            dir.push(part);
+            if self.real.contains(&dir) {
+                continue;
+            }
+            match entry::kind_of(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+                Some(Kind::Dir) => {}
+                None => match fs::create_dir(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists && matches!(entry::kind_of(&dir), Ok(Some(Kind::Dir))) => {}
+                    Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+                },
+                Some(k) => {
+                    return Err(format!(
+                        "{} is {}, where regsweep needs a directory; nothing is written through it",
+                        dir.display(),
+                        k.describe()
+                    ));
+                }
+            }
+            self.real.insert(dir.clone());
+        }
+        Ok(dir)
+    }
+
     /// A link file under `repositories/<repository>/<rel>/link` naming `digest`.
     fn link(&mut self, repository: &str, rel: &str, digest: &Digest) -> Result<(), String> {
-        let dir = real_dirs(&self.layout.repositories(), &Path::new(repository).join(rel))?;
+        let dir = self.real_dirs(&self.layout.repositories(), &Path::new(repository).join(rel))?;
         if !put(&dir, "link", digest.as_str().as_bytes())? {
             self.written.already_linked += 1;
         }
         Ok(())
     }
 
-    /// A manifest as a revision of `repository`, tagged `tag`.
+    /// A manifest as a revision of `repository`, tagged `tag`. The tag is its `current/link`
+    /// alone: that is what the registry's tag store reads (the `index/` history beside it
+    /// only records earlier digests, and these tags never move).
     fn manifest(&mut self, repository: &str, digest: &Digest, tag: &str) -> Result<(), String> {
-        let hex = digest.hex();
-        self.link(repository, &format!("_manifests/revisions/sha256/{hex}"), digest)?;
-        self.link(repository, &format!("_manifests/tags/{tag}/index/sha256/{hex}"), digest)?;
+        self.link(repository, &format!("_manifests/revisions/sha256/{}", digest.hex()), digest)?;
         self.link(repository, &format!("_manifests/tags/{tag}/current"), digest)
     }
 
@@ -115,7 +127,7 @@ impl Writer<'_> {
         let body = batch.record.to_manifest();
         let digest = Digest::of(&body);
         let hex = digest.hex();
-        let dir = real_dirs(&self.layout.blobs(), &Path::new(&hex[..2]).join(hex))?;
+        let dir = self.real_dirs(&self.layout.blobs(), &Path::new(&hex[..2]).join(hex))?;
         put(&dir, "data", &body)?;
         self.manifest(&batch.repository, &digest, &super::record_tag(&batch.record.run_id))?;
         self.written.records += 1;
@@ -126,18 +138,21 @@ impl Writer<'_> {
 /// Writes every batch, then syncs the file system the storage is on.
 pub fn write(layout: &Layout, batches: &[Batch]) -> Result<Written, String> {
     let started = Instant::now();
-    let mut writer = Writer { layout, written: Written::default() };
+    let mut writer = Writer { layout, written: Written::default(), real: HashSet::new() };
     for batch in batches {
         writer.batch(batch).map_err(|e| format!("quarantine of {}: {e}", batch.record.repository))?;
     }
+    let linked_ms = started.elapsed().as_millis() as u64;
     let root = fs::File::open(layout.v2()).map_err(|e| format!("cannot open {} to sync it: {e}", layout.v2().display()))?;
     nix::unistd::syncfs(&root).map_err(|e| format!("cannot sync the storage's file system: {e}"))?;
     let mut written = writer.written;
     written.duration_ms = started.elapsed().as_millis() as u64;
+    written.sync_ms = written.duration_ms - linked_ms;
     tracing::info!(
         records = written.records,
         manifests = written.manifests,
         blob_links = written.blob_links,
+        linked_ms,
         ms = written.duration_ms,
         "quarantine written"
     );

@@ -437,9 +437,9 @@ impl Pruner<'_> {
         remains
     }
 
-    /// `_layers` links whose blob `data` no longer exists (and link directories without a link).
-    /// `_layers` links whose blob is gone; with `all` (an emptied quarantine repository, which
-    /// only ever held links for restores) every link.
+    /// `_layers` links whose blob `data` no longer exists (and link directories without a
+    /// link); with `all` (an emptied quarantine repository, which only ever held links for
+    /// restores) every link.
     fn layers(&mut self, repo: &str, all: bool) {
         if self.through_symlink(&self.layout.layers(repo)) {
             return;
