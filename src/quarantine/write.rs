@@ -135,17 +135,42 @@ impl Writer<'_> {
     }
 }
 
+/// Threads writing repositories at once.
+const WRITERS: usize = 4;
+
 /// Writes every batch, then syncs the file system the storage is on.
 pub fn write(layout: &Layout, batches: &[Batch]) -> Result<Written, String> {
     let started = Instant::now();
-    let mut writer = Writer { layout, written: Written::default(), real: HashSet::new() };
-    for batch in batches {
-        writer.batch(batch).map_err(|e| format!("quarantine of {}: {e}", batch.record.repository))?;
+    // Repositories are written side by side: each link is a few metadata operations that
+    // wait on the file system, not on the CPU.
+    let chunk = batches.len().div_ceil(WRITERS).max(1);
+    let results: Vec<Result<Written, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batches
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut writer = Writer { layout, written: Written::default(), real: HashSet::new() };
+                    for batch in part {
+                        writer.batch(batch).map_err(|e| format!("quarantine of {}: {e}", batch.record.repository))?;
+                    }
+                    Ok(writer.written)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a quarantine writer panicked".into()))).collect()
+    });
+    let mut total = Written::default();
+    for r in results {
+        let w = r?;
+        total.records += w.records;
+        total.manifests += w.manifests;
+        total.blob_links += w.blob_links;
+        total.already_linked += w.already_linked;
     }
     let linked_ms = started.elapsed().as_millis() as u64;
     let root = fs::File::open(layout.v2()).map_err(|e| format!("cannot open {} to sync it: {e}", layout.v2().display()))?;
     nix::unistd::syncfs(&root).map_err(|e| format!("cannot sync the storage's file system: {e}"))?;
-    let mut written = writer.written;
+    let mut written = total;
     written.duration_ms = started.elapsed().as_millis() as u64;
     written.sync_ms = written.duration_ms - linked_ms;
     tracing::info!(

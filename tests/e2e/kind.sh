@@ -83,6 +83,7 @@ spec:
       keepLatest: 0
   limits: {maxDeletedTags: 10}
   approval: Manual
+  quarantine: {keepFor: 1d}
 YAML
 # The review run plans without freezing, then the plan waits for its approval.
 for _ in $(seq 120); do
@@ -114,5 +115,13 @@ sleep 3
 tags=$(curl -s http://127.0.0.1:5555/v2/team-a/app/tags/list)
 echo "$tags"
 case "$tags" in *old-1*) echo "old-1 should be gone" >&2; exit 1;; esac
+cargo run --release --locked -q -- verify --url http://127.0.0.1:5555
+# Undo: the run's deletions are restorable through the registry's API, no freeze needed.
+run=$(kubectl -n registry get rcp e2e -o jsonpath='{.status.lastRun.id}')
+[ -n "$(kubectl -n registry get rcp e2e -o jsonpath='{.status.lastRun.quarantinedUntil}')" ] || { echo "no quarantine expiry in the status" >&2; exit 1; }
+cargo run --release --locked -q -- quarantine list --url http://127.0.0.1:5555
+cargo run --release --locked -q -- restore --url http://127.0.0.1:5555 --run "$run"
+tags=$(curl -s http://127.0.0.1:5555/v2/team-a/app/tags/list)
+case "$tags" in *old-1*) ;; *) echo "old-1 should be back: $tags" >&2; exit 1;; esac
 cargo run --release --locked -q -- verify --url http://127.0.0.1:5555
 echo "kind e2e: passed"
