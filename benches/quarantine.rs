@@ -135,7 +135,7 @@ async fn run() -> anyhow::Result<()> {
     anyhow::ensure!(same_blobs, "expiry left other blobs than the sweep without quarantine");
     let expiry_wall = mean(&expiry, &wall);
     let row = format!(
-        "| {} | {} | {REPOSITORIES}×{TAGS_PER_REPOSITORY} | {deletions} | {wall_off:.1} s | {wall_on:.1} s (+{:.0}%) | {write_ms:.0} ms (sync {sync_ms:.0} ms) | {} KiB / {} files | {} KiB / {} files (+{} KiB, +{} files; {} held) | {expiry_wall:.1} s, same blobs as without: {} |",
+        "| {} | {} | {REPOSITORIES}×{TAGS_PER_REPOSITORY} | {deletions} | {wall_off:.1} s | {wall_on:.1} s ({:+.0}%) | {write_ms:.0} ms (sync {sync_ms:.0} ms) | {} KiB / {} files | {} KiB / {} files (+{} KiB, +{} files; {} held) | {expiry_wall:.1} s, same blobs as without: {} |",
         Utc::now().format("%Y-%m-%d"),
         results::machine(),
         (wall_on / wall_off - 1.0) * 100.0,

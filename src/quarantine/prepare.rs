@@ -22,13 +22,6 @@ pub struct Batch {
     pub blobs: Vec<Digest>,
 }
 
-impl Batch {
-    /// Bytes of the whole batch's graph (manifests, configs, layers, each once).
-    pub fn bytes(&self, snapshot_sizes: &std::collections::HashMap<Digest, u64>) -> u64 {
-        self.manifests.iter().chain(&self.blobs).filter_map(|d| snapshot_sizes.get(d)).sum()
-    }
-}
-
 pub fn prepare(plan: &Plan, snapshot: &Snapshot, run_id: &str, policy: &str, now: DateTime<Utc>, keep_for: Duration) -> Vec<Batch> {
     let mut batches = Vec::new();
     for r in plan.repositories.iter().filter(|r| !super::is_quarantine(&r.name)) {

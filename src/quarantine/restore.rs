@@ -95,7 +95,12 @@ fn select<'a>(records: &'a [Record], selectors: &[Selector], now: DateTime<Utc>)
     for selector in selectors {
         let matches: Vec<(&Record, &Entry)> =
             records.iter().flat_map(|r| r.entries.iter().map(move |e| (r, e))).filter(|(r, e)| selector.selects(r, e)).collect();
-        let live: Vec<_> = matches.iter().filter(|(r, _)| !r.is_expired(now)).copied().collect();
+        let mut live: Vec<_> = matches.iter().filter(|(r, _)| !r.is_expired(now)).copied().collect();
+        // A tag deleted by several runs (pushed again in between) comes back as it was last.
+        if matches!(selector, Selector::Reference { tag: Some(_), .. }) {
+            live.sort_by_key(|(r, _)| std::cmp::Reverse(r.deleted_at));
+            live.truncate(1);
+        }
         if live.is_empty() {
             problems.push(match matches.iter().map(|(r, _)| r).max_by_key(|r| r.expires_at) {
                 Some(r) => format!(
@@ -172,10 +177,9 @@ pub async fn restore(
     let mut report = RestoreReport::default();
     for ((record, entry), replaced) in chosen.iter().zip(replaced) {
         let from = super::repository_for(&record.repository);
-        push_graph(client, &from, &record.repository, &entry.digest, &mut report).await?;
+        let top = push_graph(client, &from, &record.repository, &entry.digest, &mut report).await?;
         for tag in &entry.tags {
-            let m = client.get_manifest(&from, entry.digest.as_str()).await?;
-            client.put_manifest(&record.repository, tag, &m.media_type, &m.body).await?;
+            client.put_manifest(&record.repository, tag, &top.media_type, &top.body).await?;
         }
         tracing::info!(run = %record.run_id, repository = %record.repository, digest = %entry.digest, tags = ?entry.tags, "restored");
         report.restored.push(RestoredEntry {
@@ -189,15 +193,15 @@ pub async fn restore(
     Ok(report)
 }
 
-/// A manifest and everything under it, bottom up, from `from` into `to`.
+/// A manifest and everything under it, bottom up, from `from` into `to`; returns the manifest.
 async fn push_graph(
     client: &RegistryClient,
     from: &str,
     to: &str,
     digest: &Digest,
     report: &mut RestoreReport,
-) -> Result<(), RegistryError> {
-    let mut order: Vec<crate::registry::manifests::FetchedManifest> = Vec::new();
+) -> Result<crate::registry::FetchedManifest, RegistryError> {
+    let mut order: Vec<crate::registry::FetchedManifest> = Vec::new();
     let mut todo = vec![digest.clone()];
     let mut seen = BTreeSet::new();
     while let Some(d) = todo.pop() {
@@ -223,7 +227,7 @@ async fn push_graph(
         client.put_manifest(to, m.digest.as_str(), &m.media_type, &m.body).await?;
         report.manifests_pushed += 1;
     }
-    Ok(())
+    Ok(order.swap_remove(0))
 }
 
 async fn bring_blob(client: &RegistryClient, from: &str, to: &str, blob: &Digest, report: &mut RestoreReport) -> Result<(), RegistryError> {
@@ -237,4 +241,56 @@ async fn bring_blob(client: &RegistryClient, from: &str, to: &str, blob: &Digest
         report.blobs_copied += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn record(run: &str, deleted_days_ago: i64, entries: Vec<Entry>) -> Record {
+        let now = Utc::now();
+        Record {
+            run_id: run.into(),
+            policy: "p".into(),
+            repository: "app".into(),
+            deleted_at: now - Duration::days(deleted_days_ago),
+            expires_at: now - Duration::days(deleted_days_ago) + Duration::days(7),
+            entries,
+        }
+    }
+
+    fn entry(seed: &str, tags: &[&str], subject: Option<Digest>) -> Entry {
+        Entry {
+            digest: Digest::of(seed.as_bytes()),
+            media_type: crate::media::OCI_MANIFEST.into(),
+            size: 1,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            subject,
+            bytes: 1,
+        }
+    }
+
+    #[test]
+    fn a_tag_comes_back_as_it_was_last_with_its_signature_and_expired_or_unknown_refs_are_named() {
+        let signature = entry("sig", &["sha256-x.sig"], Some(Digest::of(b"new")));
+        let records = vec![
+            record("older", 5, vec![entry("old", &["v1"], None)]),
+            record("newer", 2, vec![entry("new", &["v1"], None), signature.clone()]),
+            record("gone", 30, vec![entry("ancient", &["v0"], None)]),
+        ];
+        let v1 = Selector::parse_reference("app:v1").unwrap();
+        let chosen = select(&records, &[v1], Utc::now()).unwrap();
+        let picked: Vec<(&str, &Digest)> = chosen.iter().map(|(r, e)| (r.run_id.as_str(), &e.digest)).collect();
+        assert_eq!(picked.len(), 2, "{picked:?}");
+        assert!(picked.contains(&("newer", &Digest::of(b"new"))) && picked.contains(&("newer", &signature.digest)), "{picked:?}");
+        let err = select(&records, &[Selector::parse_reference("app:v0").unwrap(), Selector::Run("nope".into())], Utc::now()).unwrap_err();
+        assert!(err.contains("app:v0 expired at") && err.contains("run gone"), "{err}");
+        assert!(err.contains("no quarantine record holds run nope"), "{err}");
+        assert!(Selector::parse_reference("app").is_err() && Selector::parse_reference("app@sha256:zz").is_err());
+        assert_eq!(
+            Selector::parse_reference("team/app:v1").unwrap(),
+            Selector::Reference { repository: "team/app".into(), tag: Some("v1".into()), digest: None }
+        );
+    }
 }
