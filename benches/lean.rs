@@ -96,17 +96,7 @@ async fn one_size(tags: usize) -> anyhow::Result<String> {
     );
 
     let report = dir.path().join("report.json");
-    let (sweep_took, sweep_rss) = measured(
-        Command::new(env!("CARGO_BIN_EXE_regsweep"))
-            .args(["maintenance", "-f"])
-            .arg(&policy)
-            .arg("--config")
-            .arg(reg.config_path())
-            .arg("--registry-bin")
-            .arg(&reg.bin)
-            .args(["--url", &reg.url(), "--report"])
-            .arg(&report),
-    )?;
+    let (sweep_took, sweep_rss) = measured(&mut results::maintenance(&reg, &policy, &report))?;
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
     let phase = |p: &str| report["timings"][p].as_f64().unwrap_or(0.0) / 1000.0;
     eprintln!("maintenance {sweep_took:?}, {:.0} MiB", mib(sweep_rss));

@@ -53,16 +53,7 @@ struct Swept {
 async fn sweep(reg: &DemoRegistry, policy: &Path) -> anyhow::Result<Swept> {
     let report_file = reg.dir.path().join("report.json");
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
-        .args(["maintenance", "-f"])
-        .arg(policy)
-        .arg("--config")
-        .arg(reg.config_path())
-        .arg("--registry-bin")
-        .arg(&reg.bin)
-        .args(["--url", &reg.url(), "--report"])
-        .arg(&report_file)
-        .output()?;
+    let out = results::maintenance(&reg, policy, &report_file).output()?;
     let wall = t.elapsed();
     anyhow::ensure!(out.status.success(), "maintenance failed: {}", String::from_utf8_lossy(&out.stderr));
     let report = serde_json::from_slice(&std::fs::read(&report_file)?)?;

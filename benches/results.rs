@@ -3,6 +3,22 @@
 
 use std::path::Path;
 
+/// `regsweep maintenance` of `reg` with `policy`, writing its JSON report to `report`: the
+/// command every sweep benchmark times.
+#[allow(dead_code)]
+pub fn maintenance(reg: &regsweep::demo::DemoRegistry, policy: &Path, report: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"));
+    cmd.args(["maintenance", "-f"])
+        .arg(policy)
+        .arg("--config")
+        .arg(reg.config_path())
+        .arg("--registry-bin")
+        .arg(&reg.bin)
+        .args(["--url", &reg.url(), "--report"])
+        .arg(report);
+    cmd
+}
+
 /// A policy keeping the newest `keep` tags of every repository matching `repositories`.
 pub fn keep_latest_policy(name: &str, repositories: &str, keep: usize) -> String {
     format!(

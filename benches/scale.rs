@@ -79,17 +79,7 @@ fn maintenance(reg: &DemoRegistry, extra: &[&str]) -> anyhow::Result<Run> {
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, policy_yaml())?;
     let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
-        .args(["maintenance", "-f"])
-        .arg(&policy)
-        .arg("--config")
-        .arg(reg.config_path())
-        .arg("--registry-bin")
-        .arg(&reg.bin)
-        .args(["--url", &reg.url(), "--report"])
-        .arg(&report)
-        .args(extra)
-        .output()?;
+    let out = results::maintenance(&reg, &policy, &report).args(extra).output()?;
     anyhow::ensure!(out.status.success(), "maintenance failed: {}", String::from_utf8_lossy(&out.stderr));
     Ok(Run { report: serde_json::from_slice(&std::fs::read(&report)?)? })
 }

@@ -98,16 +98,7 @@ async fn run() -> anyhow::Result<()> {
     std::fs::write(&policy_file, &policy_yaml)?;
     let report_file = dir.path().join("report.json");
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
-        .args(["maintenance", "-f"])
-        .arg(&policy_file)
-        .arg("--config")
-        .arg(reg.config_path())
-        .arg("--registry-bin")
-        .arg(&reg.bin)
-        .args(["--url", &reg.url(), "--report"])
-        .arg(&report_file)
-        .output()?;
+    let out = results::maintenance(&reg, &policy_file, &report_file).output()?;
     let maintenance = t.elapsed();
     anyhow::ensure!(out.status.success(), "maintenance failed: {}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_file)?)?;
