@@ -356,9 +356,19 @@ async fn a_policy_is_frozen_swept_thawed_and_reported() {
     let get = |path: &str| reqwest::get(format!("http://{listen}{path}"));
     assert_eq!(get("/livez").await.unwrap().status(), 200);
     assert_eq!(get("/readyz").await.unwrap().status(), 200, "ready once the cache has synced");
-    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("regsweep_runs_total{result=\"Succeeded\"} 1"), "{metrics}");
-    assert!(metrics.contains(&format!("regsweep_bytes_reclaimed_total {}", run.bytes_reclaimed)), "{metrics}");
+    let response = get("/metrics").await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        "OpenMetrics text says so, or Prometheus's classic parser loses the counter types"
+    );
+    let metrics = response.text().await.unwrap();
+    let policy = "namespace=\"registry\",policy=\"demo\"";
+    assert!(metrics.contains(&format!("regsweep_runs_total{{{policy},result=\"Succeeded\"}} 1")), "{metrics}");
+    assert!(metrics.contains(&format!("regsweep_reclaimed_bytes_total{{{policy}}} {}", run.bytes_reclaimed)), "{metrics}");
+    assert!(metrics.contains(&format!("regsweep_registry_frozen{{{policy}}} 0")), "thawed: {metrics}");
+    assert!(metrics.contains(&format!("regsweep_last_run_succeeded{{{policy}}} 1")), "{metrics}");
+    assert!(metrics.contains(&format!("regsweep_last_success_timestamp_seconds{{{policy}}} {}", run.end.timestamp())), "{metrics}");
 
     // kubectl shows the result.
     let table = cluster.kubectl_ok(&["get", "rcp", "-n", "registry"]);

@@ -5,6 +5,8 @@ pub mod conditions;
 pub mod context;
 pub mod error;
 pub mod freeze;
+#[cfg(test)]
+mod health_statuses;
 pub mod inuse;
 pub mod job;
 pub mod leader;

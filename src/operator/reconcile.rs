@@ -38,8 +38,12 @@ pub async fn reconcile(cached: Arc<RegistryCleanupPolicy>, ctx: Arc<Context>) ->
     // comes before the watch event): deciding from it would start the run in flight again
     // and overwrite its status. Every reconcile starts from the object as stored now.
     let Some(policy) = api.get_opt(&cached.name_any()).await?.map(Arc::new) else {
+        ctx.metrics.forget(&cached);
         return Ok(Action::await_change());
     };
+    // The gauges follow the stored status even when this reconcile writes nothing (a
+    // restarted operator starts with none).
+    ctx.metrics.observe(&policy, policy.status.as_ref());
     let result = finalizer(&api, FINALIZER, policy.clone(), |event| async {
         match event {
             Finalizer::Apply(p) => apply(&p, &ctx).await,
@@ -94,6 +98,7 @@ pub fn error_policy(policy: Arc<RegistryCleanupPolicy>, err: &Error, ctx: Arc<Co
 /// is removed.
 async fn cleanup(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error> {
     if p.status.as_ref().and_then(|s| s.run.as_ref()).is_none() {
+        ctx.metrics.forget(p);
         return Ok(Action::await_change());
     }
     match drive(p, ctx, true).await? {
@@ -113,9 +118,7 @@ async fn apply(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error
         Ok(c) => c,
         Err(invalid) => {
             let message = invalid.to_string();
-            status.phase = Some("Invalid".into());
-            status.observed_generation = generation;
-            conditions::apply(&mut status.conditions, Health::Stalled { reason: "InvalidPolicy", message: &message }, generation, now);
+            stalled(&mut status, generation, "Invalid", "InvalidPolicy", &message, now);
             status.next_run_time = None;
             if write_status_if_changed(p, ctx, status).await? {
                 publish(ctx, p, EventType::Warning, "InvalidPolicy", "Validate", &message).await;
@@ -190,7 +193,28 @@ async fn apply(p: &RegistryCleanupPolicy, ctx: &Context) -> Result<Action, Error
 }
 
 /// Conditions of a policy with no run in flight: Ready unless the last run failed.
-fn idle(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, phase: &str, message: &str, now: chrono::DateTime<Utc>) {
+/// A policy that cannot proceed until something changes: `Invalid` (the spec) or `Blocked`
+/// (a check before freezing).
+pub(super) fn stalled(
+    status: &mut RegistryCleanupPolicyStatus,
+    generation: Option<i64>,
+    phase: &str,
+    reason: &str,
+    message: &str,
+    now: chrono::DateTime<Utc>,
+) {
+    status.phase = Some(phase.into());
+    status.observed_generation = generation;
+    conditions::apply(&mut status.conditions, Health::Stalled { reason, message }, generation, now);
+}
+
+pub(super) fn idle(
+    status: &mut RegistryCleanupPolicyStatus,
+    p: &RegistryCleanupPolicy,
+    phase: &str,
+    message: &str,
+    now: chrono::DateTime<Utc>,
+) {
     let generation = p.metadata.generation;
     status.observed_generation = generation;
     if let Some(pending) = status.pending_plan.clone() {
@@ -220,11 +244,7 @@ async fn start_run(
         Ok(deploy) => deploy,
         Err(e) => {
             let message = format!("{e}; the registry was not frozen");
-            let generation = p.metadata.generation;
-            let now = Utc::now();
-            status.phase = Some("Blocked".into());
-            status.observed_generation = generation;
-            conditions::apply(&mut status.conditions, Health::Stalled { reason: e.reason(), message: &message }, generation, now);
+            stalled(&mut status, p.metadata.generation, "Blocked", e.reason(), &message, Utc::now());
             if write_status_if_changed(p, ctx, status).await? {
                 publish(ctx, p, EventType::Warning, e.reason(), "Check", &message).await;
             }
@@ -297,7 +317,7 @@ async fn preflight(p: &RegistryCleanupPolicy, ctx: &Context, ns: &str) -> Result
     Ok(deploy)
 }
 
-fn progressing(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, phase: &str, message: &str) {
+pub(super) fn progressing(status: &mut RegistryCleanupPolicyStatus, p: &RegistryCleanupPolicy, phase: &str, message: &str) {
     let now = Utc::now();
     let generation = p.metadata.generation;
     status.phase = Some(phase.into());
@@ -721,7 +741,7 @@ async fn finish(
         RunResult::Succeeded => "Succeeded",
         RunResult::Failed => "Failed",
     };
-    ctx.metrics.run_finished(label, outcome.bytes_reclaimed, outcome.manifests_deleted, read_only_seconds.max(0) as u64);
+    ctx.metrics.run_finished(p, label, outcome.bytes_reclaimed, outcome.manifests_deleted, read_only_seconds.max(0) as u64);
     status.history.insert(0, summary.clone());
     status.history.truncate(HISTORY);
     status.last_run = Some(summary);
@@ -757,6 +777,7 @@ fn status_patch(status: &RegistryCleanupPolicyStatus) -> Value {
 }
 
 async fn write_status(p: &RegistryCleanupPolicy, ctx: &Context, status: &RegistryCleanupPolicyStatus) -> Result<(), Error> {
+    ctx.metrics.observe(p, Some(status));
     let api: Api<RegistryCleanupPolicy> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
     api.patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(status_patch(status))).await?;
     Ok(())

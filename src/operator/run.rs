@@ -39,7 +39,7 @@ async fn serve(listen: SocketAddr, metrics: Metrics, ready: Arc<AtomicBool>) -> 
                 "/metrics",
                 get(move || {
                     let m = metrics.clone();
-                    async move { m.encode() }
+                    async move { ([(axum::http::header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], m.encode()) }
                 }),
             )
             .route("/livez", get(|| async { "ok" }))

@@ -1,17 +1,23 @@
 """The Helm chart, rendered by the real Helm v4 engine (helm-python-sdk), linted strictly, every
 object validated offline against the Kubernetes schemas (kubernetes-validate), its security
 settings asserted, and its RBAC compared with what the operator declares it uses
-(`regsweep rbac`, which the end-to-end tests check every request against).
+(`regsweep rbac`, which the end-to-end tests check every request against). Also: the values
+the chart offers (replicaCount and its PodDisruptionBudget, the NetworkPolicy, the user roles
+aggregated into view/edit/admin, commonLabels, extra args/volumes, spread constraints, the
+service account token), the CRD upgrade design (charts/regsweep/README.md) and NOTES.txt.
 
 Run: `bash scripts/test.sh` (everything), or `python3 -m pytest tests/chart` after a cargo build.
 """
 
 import json
 import os
+import re
 import subprocess
+import textwrap
 from pathlib import Path
 
 import helm_python
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -24,7 +30,7 @@ RELEASE, NAMESPACE = "sweeper", "regsweep-system"
 # Value sets a user would plausibly install with: each is rendered, linted and validated.
 VALUE_SETS = {
     "default": {},
-    "two-replicas": {"replicas": 2},
+    "two-replicas": {"replicaCount": 2},
     "namespaced": {"watchNamespaces": ["registry", "team-b"]},
     "namespaced-in-use": {"watchNamespaces": ["registry"], "inUseNamespaces": ["apps", "registry"]},
     "cluster-in-use": {"inUseNamespaces": ["apps"]},
@@ -35,7 +41,35 @@ VALUE_SETS = {
     },
     "bring-your-own-account": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "sweeper-sa"}},
     "no-metrics-service": {"metrics": {"service": {"enabled": False}}, "fullnameOverride": "rs"},
+    # Everything a hardened cluster asks for, at once.
+    "hardened": {
+        "replicaCount": 2,
+        "revisionHistoryLimit": 3,
+        "commonLabels": {"team": "platform", "cost-center": "cc-42"},
+        "serviceAccount": {"automount": False},
+        "networkPolicy": {
+            "enabled": True,
+            "egress": [
+                {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}], "ports": [{"port": 443, "protocol": "TCP"}]},
+                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "registry"}}}], "ports": [{"port": 5000, "protocol": "TCP"}]},
+            ],
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        },
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "regsweep"}}},
+        ],
+        "extraArgs": ["--log-format=text", "--identity=sweeper"],
+        "extraVolumes": [{"name": "registry-ca", "configMap": {"name": "registry-ca"}}],
+        "extraVolumeMounts": [{"name": "registry-ca", "mountPath": "/etc/ssl/registry", "readOnly": True}],
+        "podLabels": {"cost-center": "cc-7"},
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"team": "observability"}}},
+    },
+    "network-policy-defaults": {"networkPolicy": {"enabled": True}},
+    "no-user-roles": {"rbac": {"aggregateToDefaultRoles": False}},
 }
+
+USER_ROLES = "user-roles"
 
 
 def regsweep(*args: str) -> str:
@@ -73,7 +107,7 @@ def fullname(values):
 
 
 def leader_election(values):
-    return values.get("replicas", 1) > 1 or values.get("leaderElection", {}).get("enabled", False)
+    return values.get("replicaCount", 1) > 1 or values.get("leaderElection", {}).get("enabled", False)
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)
@@ -168,6 +202,8 @@ def test_the_arguments_are_ones_the_operator_accepts(chart, name):
 def granted(objects):
     """Everything the rendered RBAC grants the operator's account: {(where, group, resource, verb)},
     where is "cluster" or a namespace; and the Lease rules' resourceNames."""
+    # The aggregated user roles are not the operator's: nothing binds them to its account.
+    objects = [o for o in objects if o["metadata"]["labels"].get("app.kubernetes.io/component") != USER_ROLES]
     roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects if o["kind"] in ("Role", "ClusterRole")}
     grants, lease_names = set(), []
     for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
@@ -249,7 +285,19 @@ def test_a_service_monitor_without_its_service_is_refused(chart):
 @pytest.mark.parametrize(
     "values, says",
     [
-        ({"replicas": "two"}, "/replicas"),
+        ({"replicaCount": "two"}, "/replicaCount"),
+        ({"replicaCount": 3}, "/replicaCount"),
+        # The old name is gone (not silently ignored).
+        ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+        ({"revisionHistoryLimit": -1}, "/revisionHistoryLimit"),
+        ({"commonLabels": {"team": 1}}, "/commonLabels/team"),
+        ({"extraArgs": "--log-format=text"}, "/extraArgs"),
+        ({"extraVolumeMounts": [{"name": "ca"}]}, "/extraVolumeMounts/0"),
+        ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Never"}]}, "/topologySpreadConstraints/0/whenUnsatisfiable"),
+        ({"serviceAccount": {"automount": "yes"}}, "/serviceAccount/automount"),
+        ({"rbac": {"aggregateToDefaultRoles": "yes"}}, "/rbac/aggregateToDefaultRoles"),
+        ({"networkPolicy": {"enabled": True, "ingress": []}}, "additional properties 'ingress' not allowed"),
+        ({"networkPolicy": {"egress": [{"ports": [], "from": []}]}}, "/networkPolicy/egress/0"),
         ({"watchNamespaces": ["Team_B"]}, "/watchNamespaces/0"),
         ({"image": {"repository": "r", "digest": "latest"}}, "/image/digest"),
         ({"pollSecond": 5}, "pollSecond"),
@@ -262,11 +310,242 @@ def test_bad_values_are_refused_with_the_path(chart, values, says):
         render(chart, values)
 
 
+def notes(chart, values):
+    _, out = render(chart, values)
+    return next(text for path, text in out.items() if path.endswith("NOTES.txt"))
+
+
 def test_notes_say_what_to_do_next(chart):
-    _, out = render(chart, {"watchNamespaces": ["registry"]})
-    notes = next(text for path, text in out.items() if path.endswith("NOTES.txt"))
-    assert f"rollout status deployment/{RELEASE}-regsweep" in notes
-    assert "kubectl get rcp -A -w" in notes
-    assert "dryRun: true" in notes
-    assert "in: registry" in notes
-    assert "DELETE_ENABLED" not in notes, "the public registry needs no delete API"
+    text = notes(chart, {"watchNamespaces": ["registry"]})
+    assert f"rollout status deployment/{RELEASE}-regsweep" in text
+    assert "kubectl get rcp -A -w" in text
+    assert "dryRun: true" in text
+    assert "in: registry" in text
+    assert "DELETE_ENABLED" not in text, "the public registry needs no delete API"
+
+
+def crd_schema():
+    crd = yaml.safe_load((CHART / "crds" / "registrycleanuppolicies.regsweep.dev.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def test_the_notes_sample_policy_is_a_safe_complete_dry_run(chart):
+    text = notes(chart, {})
+    start = text.index("     apiVersion: regsweep.dev/")
+    block = textwrap.dedent(text[start : text.index("\n\n", start)])
+    policy = yaml.safe_load(block)
+    # A real policy: what the CRD's schema accepts (placeholders are strings).
+    jsonschema.validate(policy, crd_schema())
+    assert policy["kind"] == "RegistryCleanupPolicy"
+    registry = policy["spec"]["registry"]
+    assert registry["deployment"] and registry["url"].startswith("http")
+    # Without hosts, in-use protection matches nothing.
+    assert registry["hosts"] and all(h for h in registry["hosts"])
+    assert policy["spec"]["dryRun"] is True
+    # No schedule: it runs once, now, and the reader sees the result at once.
+    assert "schedule" not in policy["spec"]
+    assert "runs once, now" in text
+    # What to watch, and that a dry run never freezes the registry.
+    assert "never freezes" in text
+    assert "status.lastRun" in text
+    assert f"describe rcp {policy['metadata']['name']}" in text
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_replicas_and_the_disruption_budget(chart, name):
+    values = VALUE_SETS[name]
+    objects, _ = render(chart, values)
+    deploy = only(objects, "Deployment")
+    count = values.get("replicaCount", 1)
+    assert deploy["spec"]["replicas"] == count
+    assert deploy["spec"]["revisionHistoryLimit"] == values.get("revisionHistoryLimit", 10)
+    budgets = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    if count < 2:
+        assert budgets == [], "a budget on a single replica blocks every drain"
+        return
+    (pdb,) = budgets
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_the_network_policy(chart):
+    default, _ = render(chart, {})
+    assert not [o for o in default if o["kind"] == "NetworkPolicy"], "off by default"
+
+    objects, _ = render(chart, VALUE_SETS["network-policy-defaults"])
+    policy = only(objects, "NetworkPolicy")
+    deploy = only(objects, "Deployment")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+    # Metrics (and the probes) on the metrics port, from anyone by default.
+    assert spec["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] == "metrics"
+    dns, *rest = spec["egress"]
+    assert dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    # The API server (443 via the kubernetes Service, 6443 behind it) and registries (443, 5000).
+    assert rest == [{"ports": [{"port": p, "protocol": "TCP"} for p in (443, 6443, 5000)]}]
+
+    values = VALUE_SETS["hardened"]["networkPolicy"]
+    objects, _ = render(chart, VALUE_SETS["hardened"])
+    spec = only(objects, "NetworkPolicy")["spec"]
+    assert spec["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}], "from": values["metricsFrom"]}]
+    assert spec["egress"][0] == dns, "DNS stays allowed whatever the egress rules"
+    assert spec["egress"][1:] == values["egress"]
+
+
+def user_roles(objects):
+    return {o["metadata"]["name"]: o for o in objects if o["metadata"]["labels"].get("app.kubernetes.io/component") == USER_ROLES}
+
+
+def test_users_get_policies_through_the_default_roles(chart):
+    objects, _ = render(chart, {})
+    roles = user_roles(objects)
+    assert set(roles) == {f"{RELEASE}-regsweep-view", f"{RELEASE}-regsweep-edit"}
+    view, edit = roles[f"{RELEASE}-regsweep-view"], roles[f"{RELEASE}-regsweep-edit"]
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k for k in view["metadata"]["labels"] if k.startswith(aggregate)} == {aggregate + "view"}
+    assert {k for k in edit["metadata"]["labels"] if k.startswith(aggregate)} == {aggregate + "edit", aggregate + "admin"}
+    for role in (view, edit):
+        assert role["kind"] == "ClusterRole"
+        assert all(v == "true" for k, v in role["metadata"]["labels"].items() if k.startswith(aggregate))
+        assert all(rule["apiGroups"] == ["regsweep.dev"] for rule in role["rules"])
+        assert "aggregationRule" not in role
+
+    def verbs(role, resource):
+        return {v for rule in role["rules"] if resource in rule["resources"] for v in rule["verbs"]}
+
+    assert verbs(view, "registrycleanuppolicies") == {"get", "list", "watch"}
+    assert verbs(view, "registrycleanuppolicies/status") == {"get", "list", "watch"}
+    assert verbs(edit, "registrycleanuppolicies") == {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+    assert verbs(edit, "registrycleanuppolicies/status") == set(), "status is the operator's to write"
+    # Nothing binds them: the API server aggregates them into view/edit/admin.
+    bound = {o["roleRef"]["name"] for o in objects if o["kind"].endswith("RoleBinding")}
+    assert not bound & set(roles)
+    # No operator role carries an aggregation label.
+    for o in objects:
+        if o["kind"] in ("Role", "ClusterRole") and o["metadata"]["name"] not in roles:
+            assert not any(k.startswith(aggregate) for k in o["metadata"]["labels"])
+
+    for values in (VALUE_SETS["no-user-roles"], VALUE_SETS["bring-your-own-account"]):
+        objects, _ = render(chart, values)
+        assert user_roles(objects) == {}
+
+
+@pytest.mark.parametrize("name", ["default", "hardened", "namespaced-in-use"])
+def test_common_labels_are_on_every_object(chart, name):
+    values = VALUE_SETS[name]
+    common = values.get("commonLabels", {})
+    objects, _ = render(chart, values)
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        # An object's own labels (here the ServiceMonitor's) win over commonLabels.
+        own = values.get("metrics", {}).get("serviceMonitor", {}).get("labels", {}) if obj["kind"] == "ServiceMonitor" else {}
+        assert {k: v for k, v in common.items() if k not in own}.items() <= labels.items(), obj["metadata"]
+        # The chart's own labels are never overridden.
+        assert labels["app.kubernetes.io/name"] == "regsweep"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+    deploy = only(objects, "Deployment")
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert {k: v for k, v in common.items() if k not in values.get("podLabels", {})}.items() <= pod_labels.items()
+    assert values.get("podLabels", {}).items() <= pod_labels.items(), "podLabels win over commonLabels"
+    # The selector (immutable) never takes them.
+    assert deploy["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "regsweep", "app.kubernetes.io/instance": RELEASE}
+    if name == "hardened":
+        monitor = only(objects, "ServiceMonitor")
+        assert monitor["metadata"]["labels"]["team"] == "observability", "the ServiceMonitor's own labels win"
+
+
+def test_common_labels_cannot_take_over_the_chart_labels(chart):
+    objects, _ = render(chart, {"commonLabels": {"app.kubernetes.io/name": "other", "app.kubernetes.io/component": "x"}})
+    for obj in objects:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "regsweep"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/component"] in ("operator", USER_ROLES)
+
+
+def test_extra_args_volumes_and_spread(chart):
+    values = VALUE_SETS["hardened"]
+    objects, _ = render(chart, values)
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # After the chart's own, in order (a repeated flag given last wins).
+    assert container["args"][-len(values["extraArgs"]) :] == values["extraArgs"]
+    assert container["args"][0] == "operator"
+    assert {"name": "registry-ca", "configMap": {"name": "registry-ca"}} in pod["volumes"]
+    assert {"name": "registry-ca", "mountPath": "/etc/ssl/registry", "readOnly": True} in container["volumeMounts"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    zone, host = pod["topologySpreadConstraints"]
+    selector = {"app.kubernetes.io/name": "regsweep", "app.kubernetes.io/instance": RELEASE}
+    assert zone == {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector}}
+    assert host == values["topologySpreadConstraints"][1], "a labelSelector given is kept as it is"
+
+    default, _ = render(chart, {})
+    pod = only(default, "Deployment")["spec"]["template"]["spec"]
+    assert "volumes" not in pod and "volumeMounts" not in pod["containers"][0]
+    assert "topologySpreadConstraints" not in pod
+
+
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def test_the_service_account_token(chart):
+    objects, _ = render(chart, {})
+    assert only(objects, "ServiceAccount")["automountServiceAccountToken"] is True
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+
+    # Hardened: no token for whatever else runs as this account; the operator mounts its own.
+    objects, _ = render(chart, VALUE_SETS["hardened"])
+    assert only(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == TOKEN_PATH]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    sources = volume["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"]["path"] == "token"
+    assert sources[1]["configMap"] == {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert sources[2]["downwardAPI"]["items"] == [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]
+
+    # An account the chart does not create: the pod still says what it wants.
+    objects, _ = render(chart, {"serviceAccount": {"create": False, "name": "sa", "automount": False}})
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert any(m["mountPath"] == TOKEN_PATH for m in pod["containers"][0]["volumeMounts"])
+
+
+EMPTY_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
+
+
+def test_crd_upgrades_are_the_documented_kubectl_apply(chart):
+    """The design (charts/regsweep/README.md, "Upgrading the CRD"): the CRD stays in crds/ (the
+    generated file), so Helm creates it on install and never changes or deletes it; upgrades are
+    `kubectl apply --server-side` of the new chart's crds/ before `helm upgrade`. No template
+    renders it as well: two owners of one object make `helm install` fail."""
+    name = "registrycleanuppolicies.regsweep.dev.yaml"
+    text = (CHART / "crds" / name).read_text()
+    # Helm's own loader: the CRD is one of the chart's crds/ objects, as it is on disk.
+    assert [(c["filename"], c["data"]) for c in chart.crds] == [(f"regsweep/crds/{name}", text)]
+    crd = yaml.safe_load(text)
+    assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {}), "crds/ is never deleted anyway"
+    # No value set renders a CRD from the templates.
+    for values in VALUE_SETS.values():
+        objects, _ = render(chart, values)
+        assert not [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    # The release's manifest, what `helm upgrade` compares and applies, has no CRD (a client-side
+    # dry-run install through the Helm SDK: no cluster needed).
+    config = helm_python.Config(storage_driver="memory", namespace=NAMESPACE, kubeconfig_content=EMPTY_KUBECONFIG)
+    release = config.install(chart, RELEASE, {}, namespace=NAMESPACE, dry_run="client")
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(release["manifest"]) if doc}
+    assert "Deployment" in kinds and "CustomResourceDefinition" not in kinds
+    # No pretend toggle: crds.enabled/crds.keep would do nothing with crds/, so they are refused.
+    with pytest.raises(helm_python.HelmValuesError, match="additional properties 'crds' not allowed"):
+        render(chart, {"crds": {"enabled": True}})
+    # The README gives the upgrade commands, for a chart directory and for a packaged chart.
+    readme = (CHART / "README.md").read_text()
+    assert "kubectl apply --server-side --force-conflicts -f charts/regsweep/crds/" in readme
+    assert re.search(r"helm show crds \S+ .*\| kubectl apply --server-side --force-conflicts -f -", readme)

@@ -65,7 +65,7 @@ done
 # The operator, from the chart (CRD, least-privilege RBAC, two replicas behind a Lease).
 helm install regsweep charts/regsweep -n regsweep-system --create-namespace \
   --set image.repository="${IMAGE%%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
-  --set replicas=2 --wait --timeout 180s
+  --set replicaCount=2 --wait --timeout 180s
 kubectl -n regsweep-system rollout status deploy/regsweep --timeout=120s
 
 kubectl apply -f - <<'YAML'

@@ -21,12 +21,30 @@ app.kubernetes.io/name: {{ include "regsweep.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Every object's labels: the chart's own, then the object's own extra labels (podLabels,
+metrics.serviceMonitor.labels), then commonLabels; the first to set a key wins, so neither can
+change the selector and component labels the chart relies on.
+"regsweep.labels" is the operator's; "regsweep.componentLabels" takes
+(list $ "component") or (list $ "component" $extraLabels).
+*/}}
+{{- define "regsweep.componentLabels" -}}
+{{- $ := index . 0 }}
+{{- $own := dict
+  "helm.sh/chart" (printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-")
+  "app.kubernetes.io/name" (include "regsweep.name" $)
+  "app.kubernetes.io/instance" $.Release.Name
+  "app.kubernetes.io/version" $.Chart.AppVersion
+  "app.kubernetes.io/managed-by" $.Release.Service
+  "app.kubernetes.io/component" (index . 1)
+}}
+{{- $extra := dict }}
+{{- if gt (len .) 2 }}{{ $extra = default dict (index . 2) }}{{ end }}
+{{- toYaml (merge $own (deepCopy $extra) (deepCopy (default dict $.Values.commonLabels))) }}
+{{- end }}
+
 {{- define "regsweep.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "regsweep.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/component: operator
+{{- include "regsweep.componentLabels" (list . "operator") }}
 {{- end }}
 
 {{- define "regsweep.serviceAccountName" -}}
@@ -47,7 +65,7 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{- define "regsweep.leaderElection" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
 {{- end }}
 
 {{/* In-use namespaces: as set, else the watched ones (empty: every namespace). */}}
