@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, only when missing: from Debian/Ubuntu packages
-# the real registry (docker-registry 2.8), a third-party client (skopeo), openssl, tar and
-# kubectl; from PyPI the chart tests' packages (tests/chart/requirements.txt).
+# the real registry (docker-registry 2.8), a third-party client (skopeo), openssl, tar,
+# kubectl, Lua 5.1 (lua5.1) and promtool (prometheus); from PyPI the chart tests' packages
+# (tests/chart/requirements.txt).
 # Idempotent and non-interactive; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -15,6 +16,12 @@ command -v tar >/dev/null 2>&1 || missing+=(tar)
 # The operator's end-to-end tests drive the in-process API server with the real kubectl.
 command -v kubectl >/dev/null 2>&1 || missing+=(kubectl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+# tests/health runs the Argo CD health check (deploy/gitops/argocd-health.lua) with the real
+# Lua 5.1 interpreter, the Lua version Argo CD's scripts are written for.
+command -v lua5.1 >/dev/null 2>&1 || missing+=(lua5.1)
+# tests/alerts checks and unit-tests the alerting rules with the real promtool (Debian ships
+# it in the prometheus package).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 install_python_packages() {
   if ! python3 -c 'import helm_python, kubernetes_validate, pytest, yaml' >/dev/null 2>&1; then

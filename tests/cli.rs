@@ -147,3 +147,24 @@ async fn a_machine_without_ca_certificates_still_talks_plain_http() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ca-certificates") && err.contains("--ca-cert"), "{err}");
 }
+
+#[test]
+fn with_json_logs_an_error_is_json_too_and_nothing_is_coloured() {
+    let out = std::process::Command::new(BIN)
+        .args(["--log-format", "json", "plan", "-f", "/nonexistent/policy.yaml", "--storage", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    let error: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!((error["level"].as_str(), error["exit_code"].as_u64()), (Some("ERROR"), Some(2)), "{error}");
+    assert!(error["message"].as_str().unwrap().contains("policy.yaml"), "{error}");
+    // Logs to a pipe carry no ANSI colours, with or without NO_COLOR.
+    let out = std::process::Command::new(BIN)
+        .args(["plan", "-f", "/nonexistent/p.yaml", "--storage", "/x"])
+        .env("RUST_LOG", "regsweep=debug")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\u{1b}'), "no escape codes on a pipe");
+}

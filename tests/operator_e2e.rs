@@ -1121,7 +1121,7 @@ async fn manual_approval_waits_and_the_annotation_starts_the_run() {
     let pending = status.pending_plan.clone().unwrap();
     assert!(pending.id.starts_with("plan-") && pending.tags_deleted > 0 && !pending.largest.is_empty(), "{pending:?}");
     assert!(pending.details.contains("kubectl logs") && pending.details.contains(".regsweep/plans/"), "{}", pending.details);
-    assert_eq!(condition(&status, "Ready"), ("False".into(), "AwaitingApproval".into()));
+    assert_eq!(condition(&status, "Ready"), ("True".into(), "AwaitingApproval".into()), "reconciled: kstatus reads Ready");
     assert_eq!(condition(&status, "Stalled").0, "False", "waiting for a person is not a failure");
     assert!(status.last_run.as_ref().is_some_and(|r| r.review && r.plan_id == pending.id));
     assert_eq!(template(&cluster).await, before, "nothing is frozen while the plan waits");

@@ -49,8 +49,29 @@ impl Failure {
 
 pub type CliResult = Result<ExitCode, Failure>;
 
+const AFTER_HELP: &str = "\
+Environment:
+  REGSWEEP_REGISTRY_USERNAME  user name for the registry (same as --username)
+  REGSWEEP_REGISTRY_PASSWORD  the registry password (read from the environment only, so it
+                              never shows in a process list)
+  REGSWEEP_LOG_FORMAT         text or json (same as --log-format)
+  RUST_LOG                    log filter, e.g. regsweep=debug
+  NO_COLOR                    no colours in logs (they are only used on a terminal anyway)
+
+Exit codes:
+  0    success
+  1    other failure
+  2    invalid input: policy, arguments, registry configuration or storage root, an unknown
+       or expired quarantine reference; nothing was changed
+  3    registry failure: unreachable, 401/403, delete disabled, still writable, or
+       garbage-collect cannot run on the storage
+  4    verify found problems
+  5    the plan exceeds spec.limits; nothing was changed
+  6    another sweep holds the storage's lock
+  130  stopped by SIGINT, 143 stopped by SIGTERM";
+
 #[derive(Parser)]
-#[command(name = "regsweep", version, about = "Safe, declarative cleanup of CNCF Distribution registries")]
+#[command(name = "regsweep", version, about = "Safe, declarative cleanup of CNCF Distribution registries", after_help = AFTER_HELP)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "REGSWEEP_LOG_FORMAT")]
@@ -154,6 +175,7 @@ pub enum Command {
         access: RegistryAccess,
         #[command(flatten)]
         protect: Protect,
+        /// Output format on standard output.
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
         /// List every repository's tags, also those no rule matches.
@@ -163,6 +185,7 @@ pub enum Command {
     /// The whole sweep on a storage the caller has frozen: plan, delete through a private
     /// registry instance, garbage-collect, prune, report.
     Maintenance {
+        /// The RegistryCleanupPolicy YAML file.
         #[arg(short = 'f', long = "file")]
         policy: PathBuf,
         /// The registry's configuration file (its REGISTRY_* environment applies too).
@@ -221,16 +244,19 @@ pub enum Command {
         /// review (the newest 10 are kept).
         #[arg(long)]
         save_plan: bool,
+        /// Output format on standard output.
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
     /// Walk every tag's whole graph (index → manifests → config → layers) and report anything
     /// unfetchable or with a wrong digest. Exits 4 when something is wrong.
     Verify {
+        /// The registry's URL.
         #[arg(long)]
         url: String,
         #[command(flatten)]
         access: RegistryAccess,
+        /// Output format on standard output.
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -259,11 +285,13 @@ pub enum Command {
         /// Point tags pushed again since the sweep back at the restored images.
         #[arg(long)]
         force: bool,
+        /// Output format on standard output.
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
     /// Start a local registry, fill it, and sweep it: the whole routine in a minute.
     Demo {
+        /// The registry binary (default: `registry` or `docker-registry` on PATH).
         #[arg(long)]
         registry_bin: Option<PathBuf>,
     },
@@ -272,12 +300,16 @@ pub enum Command {
     /// Print every Kubernetes API permission the operator uses, and why (what the Helm chart's
     /// RBAC grants).
     Rbac {
+        /// Output format on standard output.
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
     /// Copy this binary to DEST (the sweep Job's init container uses it to bring regsweep
     /// into the registry's image).
-    CopySelf { dest: PathBuf },
+    CopySelf {
+        /// Where to write the copy (made executable).
+        dest: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -293,6 +325,7 @@ pub enum QuarantineCommand {
         url: Option<String>,
         #[command(flatten)]
         access: RegistryAccess,
+        /// Output format on standard output.
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -310,9 +343,46 @@ impl Command {
 pub fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("regsweep={default_level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, and never with NO_COLOR (https://no-color.org).
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.compact().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set() && !["help", "version"].contains(&a.get_id().as_str())) {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no description)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "regsweep", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
+
+    #[test]
+    fn help_names_the_password_variable_and_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        for needle in ["REGSWEEP_REGISTRY_PASSWORD", "Exit codes:", "5    the plan exceeds spec.limits", "NO_COLOR"] {
+            assert!(help.contains(needle), "{needle:?} in {help}");
+        }
     }
 }

@@ -21,7 +21,8 @@ pub enum Health<'a> {
     Idle { phase: &'a str, message: &'a str, failure: Option<&'a str> },
     /// Cannot proceed until something changes (the policy, a Secret, the Deployment).
     Stalled { reason: &'a str, message: &'a str },
-    /// Healthy, but waiting for a person (an approval): not ready, not progressing.
+    /// Healthy, but waiting for a person (an approval): Ready (reason AwaitingApproval), not
+    /// progressing.
     Waiting { reason: &'a str, message: &'a str },
 }
 
@@ -43,7 +44,9 @@ pub fn apply(conditions: &mut Vec<Condition>, health: Health<'_>, generation: Op
             put(STALLED, false, phase, "");
         }
         Health::Waiting { reason, message } => {
-            put(READY, false, reason, message);
+            // Ready: kstatus (Flux) reads Ready alone when neither Reconciling nor Stalled is
+            // true, and a policy waiting for a person is reconciled, not in progress.
+            put(READY, true, reason, message);
             put(DEGRADED, false, "AsExpected", "");
             put(PROGRESSING, false, reason, "");
             put(RECONCILING, false, reason, "");
