@@ -24,7 +24,7 @@ command -v lua5.1 >/dev/null 2>&1 || missing+=(lua5.1)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 install_python_packages() {
-  if ! python3 -c 'import helm_python, kubernetes_validate, pytest, yaml' >/dev/null 2>&1; then
+  if ! python3 -c 'import helm_python, kubernetes_validate, pytest, yaml, jsonschema, celpy' >/dev/null 2>&1; then
     echo "install-test-deps: installing the chart tests' PyPI packages" >&2
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
       -r "$(dirname "$0")/../tests/chart/requirements.txt" \

@@ -45,3 +45,28 @@ fn the_crd_schema_is_structural() {
     walk(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "", &mut bad);
     assert!(bad.is_empty(), "schema nodes without a type: {bad:?}");
 }
+
+#[test]
+fn every_field_is_described_for_kubectl_explain_and_conditions_are_a_map() {
+    let crd: serde_yaml::Value = serde_yaml::from_str(&regsweep::policy::crd_yaml()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    assert!(schema["description"].as_str().is_some_and(|d| !d.contains("Auto-generated")), "the root is described");
+    fn walk(node: &serde_yaml::Value, path: &str, missing: &mut Vec<String>) {
+        if let Some(props) = node["properties"].as_mapping() {
+            for (k, v) in props {
+                let p = format!("{path}.{}", k.as_str().unwrap());
+                if v["description"].as_str().is_none_or(str::is_empty) {
+                    missing.push(p.clone());
+                }
+                walk(v, &p, missing);
+                walk(&v["items"], &format!("{p}[]"), missing);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    walk(schema, "", &mut missing);
+    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+    let conditions = &schema["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+    assert_eq!(conditions["x-kubernetes-list-map-keys"][0], "type");
+}

@@ -171,6 +171,9 @@ pub fn compile(spec: &RegistryCleanupPolicySpec) -> Result<CompiledPolicy, Inval
     {
         c.push("spec.startingDeadlineSeconds", format!("{n} must be 1 or more (seconds); omit it for no deadline"));
     }
+    if spec.starting_deadline_seconds.is_some() && spec.schedule.is_none() {
+        c.push("spec.startingDeadlineSeconds", "applies to scheduled runs: set spec.schedule, or drop it");
+    }
     let sweep_grace = c
         .take(
             "spec.maintenance.sweepGracePeriod",
@@ -350,6 +353,15 @@ mod tests {
             assert!(fields.contains(&f), "missing {f} in {fields:?}");
         }
         assert!(err.to_string().contains("nothing was changed"));
+    }
+
+    #[test]
+    fn a_starting_deadline_needs_a_schedule_as_the_crd_says() {
+        let mut s = spec(vec![rule(&["**"])]);
+        s.starting_deadline_seconds = Some(60);
+        assert_eq!(compile(&s).unwrap_err().problems[0].field, "spec.startingDeadlineSeconds");
+        s.schedule = Some("0 3 * * *".into());
+        assert!(compile(&s).is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::status::RegistryCleanupPolicyStatus;
     kind = "RegistryCleanupPolicy",
     namespaced,
     shortname = "rcp",
+    doc = "A RegistryCleanupPolicy says what to keep in a CNCF Distribution registry on filesystem storage; the regsweep operator freezes the registry, deletes the rest through its API, runs its garbage collector, thaws it and reports here.",
     status = "RegistryCleanupPolicyStatus",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Last Result","type":"string","jsonPath":".status.lastRun.result"}"#,
@@ -24,6 +25,9 @@ use super::status::RegistryCleanupPolicyStatus;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.startingDeadlineSeconds) || has(self.schedule)", "message": "startingDeadlineSeconds applies to scheduled runs: set spec.schedule, or drop it"}
+]))]
 pub struct RegistryCleanupPolicySpec {
     /// Which registry this policy cleans.
     pub registry: RegistryTarget,
@@ -77,6 +81,7 @@ pub struct RegistryCleanupPolicySpec {
 pub struct QuarantineSpec {
     /// How long deleted images stay restorable, e.g. `7d`, `36h`. Changing it later does not
     /// change the expiry of what is already in quarantine.
+    #[schemars(regex(pattern = r"^\s*[0-9]+\s*[a-zA-Zµ]+(\s*[0-9]+\s*[a-zA-Zµ]+)*\s*$"))]
     pub keep_for: String,
 }
 
@@ -125,9 +130,11 @@ pub struct RegistryTarget {
     /// Public URL of the registry, e.g. `http://docker-registry.registry.svc:5000`
     /// (read-only probes and API dry runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^/\s]+(/.*)?$"))]
     pub url: Option<String>,
     /// Host names (with or without port) that workloads use to pull from this registry.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")))]
     pub hosts: Vec<String>,
     /// Secret with the registry credentials (operator only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,15 +145,18 @@ pub struct RegistryTarget {
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
     /// Globs over repository names: `*` matches within one path segment, `**` across segments.
+    #[schemars(length(min = 1))]
     pub repositories: Vec<String>,
     /// Globs of repositories this rule does not apply to (a later rule may still match them).
     #[serde(default)]
     pub exclude: Vec<String>,
     /// Keep the newest N candidate tags, by push time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub keep_latest: Option<i64>,
     /// Keep candidate tags pushed within this duration, e.g. `90m`, `12h`, `30d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*[0-9]+\s*[a-zA-Zµ]+(\s*[0-9]+\s*[a-zA-Zµ]+)*\s*$"))]
     pub keep_within: Option<String>,
     /// Tags never deleted: globs, or anchored regular expressions after `regex:`.
     #[serde(default)]
@@ -160,6 +170,7 @@ pub struct Rule {
     /// Untagged manifests younger than this stay (default `24h`): an index's children are
     /// pushed before the index itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*[0-9]+\s*[a-zA-Zµ]+(\s*[0-9]+\s*[a-zA-Zµ]+)*\s*$"))]
     pub untagged_grace_period: Option<String>,
 }
 
@@ -201,11 +212,13 @@ pub struct MaintenanceSpec {
     /// Longest the registry may stay read-only; past it the run is abandoned and the
     /// registry thawed. Default `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*[0-9]+\s*[a-zA-Zµ]+(\s*[0-9]+\s*[a-zA-Zµ]+)*\s*$"))]
     pub max_read_only_duration: Option<String>,
     /// How long an aborted sweep may take to stop after SIGTERM (its in-flight deletes
     /// finish, its private registry and garbage-collect stop) before it is killed: the sweep
     /// pod's `terminationGracePeriodSeconds`. Default `30s` (operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*[0-9]+\s*[a-zA-Zµ]+(\s*[0-9]+\s*[a-zA-Zµ]+)*\s*$"))]
     pub sweep_grace_period: Option<String>,
     /// Resources of the sweep container. Default: the registry container's own (operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,16 +14,21 @@ pub struct RegistryCleanupPolicyStatus {
     /// Idle, Freezing, Sweeping, Thawing, Suspended or Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing and Degraded, with Kubernetes condition semantics.
+    /// Ready, Progressing, Degraded, Reconciling and Stalled, with Kubernetes condition
+    /// semantics (kstatus reads them; one entry per type).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The run in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunState>,
+    /// The last finished run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunSummary>,
+    /// When the next scheduled run starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_time: Option<DateTime<Utc>>,
     /// The schedule tick the last run covered.
@@ -51,9 +56,13 @@ pub struct PendingPlan {
     /// The review run that made it (its plan is saved on the registry's volume under
     /// `.regsweep/plans/<run>.json`).
     pub run: String,
+    /// When the plan was made.
     pub made: DateTime<Utc>,
+    /// Tags the plan deletes.
     pub tags_deleted: u64,
+    /// Manifests the plan deletes.
     pub manifests_deleted: u64,
+    /// Bytes garbage collection would free after it.
     pub bytes_estimated: u64,
     /// The repositories with the most deletions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -71,7 +80,9 @@ pub struct PendingPlan {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryDeletions {
+    /// The repository.
     pub repository: String,
+    /// Tags deleted from it.
     pub tags_deleted: u64,
 }
 
@@ -79,6 +90,7 @@ pub struct RepositoryDeletions {
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanRef {
+    /// The plan id.
     pub id: String,
     /// The review run that saved it.
     pub run: String,
@@ -87,22 +99,30 @@ pub struct PlanRef {
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunState {
+    /// The run's id (in Job names, logs and Events).
     pub id: String,
+    /// Freezing, Sweeping or Thawing.
     pub phase: RunPhase,
+    /// When the run started.
     pub started: DateTime<Utc>,
+    /// A dry run: nothing is frozen or deleted.
     pub dry_run: bool,
+    /// The schedule tick this run is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<DateTime<Utc>>,
     /// What the freeze changed, to restore it exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<FrozenState>,
+    /// When the registry was proven frozen (the read-only window starts here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen_at: Option<DateTime<Utc>>,
+    /// The sweep Job's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
     /// Why the run will end as Failed once the registry is thawed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// Images kept because workloads use them.
     #[serde(default)]
     pub in_use_protected: usize,
     /// The sweep's compact summary, once the Job has reported it.
@@ -136,16 +156,22 @@ impl RunState {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunOutcome {
+    /// The run's id.
     #[serde(default)]
     pub run_id: String,
+    /// A dry run: counts are what a real run would delete.
     #[serde(default)]
     pub dry_run: bool,
+    /// Tags deleted.
     #[serde(default)]
     pub tags_deleted: u64,
+    /// Manifests deleted.
     #[serde(default)]
     pub manifests_deleted: u64,
+    /// Storage bytes freed.
     #[serde(default)]
     pub bytes_reclaimed: u64,
+    /// What the plan estimated garbage collection would free.
     #[serde(default)]
     pub bytes_estimated: u64,
     /// The id of the plan the run made (what an approval names).
@@ -172,22 +198,32 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
+    /// The run's id (in Job names, logs and Events).
     pub id: String,
-    /// For a dry run, `manifestsDeleted` and `tagsDeleted` are what a real run would delete.
+    /// When the run started.
     pub start: DateTime<Utc>,
+    /// When it ended (the registry thawed).
     pub end: DateTime<Utc>,
+    /// Succeeded or Failed.
     pub result: RunResult,
+    /// A dry run: `manifestsDeleted` and `tagsDeleted` are what a real run would delete.
     pub dry_run: bool,
+    /// Manifests deleted.
     pub manifests_deleted: u64,
+    /// Tags deleted.
     pub tags_deleted: u64,
+    /// Storage bytes freed.
     pub bytes_reclaimed: u64,
     /// What the plan estimated garbage collection would free (a dry run's result).
     #[serde(default)]
     pub bytes_estimated: u64,
     /// `bytesReclaimed` for people (printer column); for a dry run, what it would free.
     pub reclaimed: String,
+    /// How long the registry refused writes for this run.
     pub read_only_seconds: i64,
+    /// Images kept because workloads use them.
     pub in_use_protected: usize,
+    /// What happened, for people.
     pub message: String,
     /// The plan the run made (a review run) or executed. Always written: the status is a
     /// merge patch, and an omitted field would keep the previous run's value.
@@ -233,8 +269,11 @@ pub enum FreezeMethod {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FrozenState {
+    /// The registry Deployment that was frozen.
     pub deployment: String,
+    /// Its registry container.
     pub container: String,
+    /// ReadOnly or ScaleDown.
     pub method: FreezeMethod,
     /// The env var of that name before the freeze, exactly (None: there was none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
