@@ -1,7 +1,7 @@
 //! Prometheus metrics, named by the Prometheus conventions (base units in the name, `_total`
 //! on counters) and served as OpenMetrics text. Labels are bounded: a result, an error
 //! category, and a policy's namespace and name (one series per policy, removed with it).
-//! The gauges are what alerts need (see `deploy/prometheus/alerts.yaml`): a registry frozen
+//! The gauges are what alerts need (see `charts/regsweep/files/alerts.yaml`): a registry frozen
 //! now and since when, a run in flight, the last run's result and the last success, and the
 //! two durations alerts compare with (the longest freeze allowed, the schedule's interval).
 

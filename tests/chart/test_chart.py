@@ -67,6 +67,15 @@ VALUE_SETS = {
     },
     "network-policy-defaults": {"networkPolicy": {"enabled": True}},
     "no-user-roles": {"rbac": {"aggregateToDefaultRoles": False}},
+    # The alerts and the Grafana dashboard, with a custom sidecar label in Grafana's namespace.
+    "alerts-and-dashboard": {
+        "commonLabels": {"team": "platform"},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}, "additionalLabels": {"team": "registry-owners"}},
+            "dashboard": {"enabled": True, "label": "grafana.example.com/dashboard", "labelValue": "yes", "namespace": "monitoring", "annotations": {"grafana_folder": "Registries"}},
+        },
+    },
 }
 
 USER_ROLES = "user-roles"
@@ -549,3 +558,233 @@ def test_crd_upgrades_are_the_documented_kubectl_apply(chart):
     readme = (CHART / "README.md").read_text()
     assert "kubectl apply --server-side --force-conflicts -f charts/regsweep/crds/" in readme
     assert re.search(r"helm show crds \S+ .*\| kubectl apply --server-side --force-conflicts -f -", readme)
+
+
+# The metrics the operator serves (src/operator/metrics.rs).
+OPERATOR_METRICS = {
+    "regsweep_runs_total",
+    "regsweep_reclaimed_bytes_total",
+    "regsweep_deleted_manifests_total",
+    "regsweep_read_only_seconds_total",
+    "regsweep_reconciles_total",
+    "regsweep_reconcile_errors_total",
+    "regsweep_registry_frozen",
+    "regsweep_registry_frozen_since_timestamp_seconds",
+    "regsweep_run_in_flight",
+    "regsweep_last_run_succeeded",
+    "regsweep_last_success_timestamp_seconds",
+    "regsweep_max_read_only_seconds",
+    "regsweep_schedule_interval_seconds",
+    "regsweep_build_info",
+}
+ALERT_NAMES = ["RegsweepRunFailed", "RegsweepRegistryFrozenTooLong", "RegsweepNoRecentSuccess", "RegsweepOperatorDown", "RegsweepReconcileErrors"]
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan"}
+
+
+def metric_names(expr):
+    """The metric names a PromQL expression selects (not functions, keywords, labels, Grafana variables)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    expr = re.sub(r"\$\{?\w+\}?", " ", expr)
+    names = set()
+    for m in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        if expr[m.end() :].lstrip().startswith("(") or m.group(0).lower() in PROMQL_WORDS:
+            continue
+        names.add(m.group(0))
+    return names
+
+
+# The PrometheusRule's CRD (monitoring.coreos.com/v1, prometheus-operator) is not in the offline
+# schemas: its spec as the CRD describes it, the parts this chart uses, strictly.
+DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+PROMETHEUS_RULE_SPEC = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["groups"],
+    "properties": {
+        "groups": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "rules"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "interval": {"type": "string", "pattern": DURATION},
+                    "rules": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["alert", "expr", "for", "labels", "annotations"],
+                            "properties": {
+                                "alert": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                                "expr": {"type": "string", "minLength": 1},
+                                "for": {"type": "string", "pattern": DURATION},
+                                "labels": STRING_MAP,
+                                "annotations": STRING_MAP,
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+def prometheus_rules(objects):
+    return [o for o in objects if o["kind"] == "PrometheusRule"]
+
+
+def dashboards(objects):
+    return [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_alerts_and_dashboard_are_off_by_default(chart):
+    for name in ("default", "pinned-and-monitored", "hardened"):
+        objects, _ = render(chart, VALUE_SETS[name])
+        assert prometheus_rules(objects) == [] and dashboards(objects) == [], name
+        assert not [o for o in objects if o["kind"] == "ConfigMap"], name
+
+
+def test_the_prometheus_rule(chart):
+    values = VALUE_SETS["alerts-and-dashboard"]
+    objects, _ = render(chart, values)
+    rule = only(objects, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert rule["metadata"]["name"] == fullname(values) and rule["metadata"]["namespace"] == NAMESPACE
+    labels = rule["metadata"]["labels"]
+    assert labels["release"] == "prometheus", "metrics.prometheusRule.labels, for the ruleSelector"
+    assert labels["team"] == "platform" and labels["app.kubernetes.io/instance"] == RELEASE
+    jsonschema.validate(rule["spec"], PROMETHEUS_RULE_SPEC)
+
+    # The groups are files/alerts.yaml's: the same alerts, expressions, durations, annotations.
+    source = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    rendered = rule["spec"]["groups"]
+    assert [g["name"] for g in rendered] == [g["name"] for g in source["groups"]]
+    service = only(objects, "Service")["metadata"]["name"]
+    selector = f'job="{service}", namespace="{NAMESPACE}"'
+    for group, original in zip(rendered, source["groups"]):
+        assert [r["alert"] for r in group["rules"]] == [r["alert"] for r in original["rules"]]
+        for got, want in zip(group["rules"], original["rules"]):
+            assert got["expr"] == want["expr"].replace('job=~".*regsweep.*"', selector), got["alert"]
+            assert got["for"] == want["for"] and got["annotations"] == want["annotations"]
+            # additionalLabels on every alert; an alert's own severity wins.
+            assert got["labels"] == {**values["metrics"]["prometheusRule"]["additionalLabels"], **want["labels"]}
+            for expr_name in metric_names(got["expr"]):
+                assert expr_name in OPERATOR_METRICS | {"up"}, (got["alert"], expr_name)
+    assert {r["alert"] for g in rendered for r in g["rules"]} == set(ALERT_NAMES)
+    (down,) = [r for g in rendered for r in g["rules"] if r["alert"] == "RegsweepOperatorDown"]
+    # The operator-down selector is this release's metrics Service (the ServiceMonitor's job label).
+    assert down["expr"] == f"up{{{selector}}} == 0\nor\nabsent(up{{{selector}}})\n"
+    assert service == f"{fullname(values)}-metrics"
+    # The alert templates reach Prometheus as they are (Helm does not expand them).
+    assert all("{{ $labels.namespace }}" in r["annotations"]["summary"] for g in rendered for r in g["rules"] if r["alert"] == "RegsweepRunFailed")
+
+
+def test_the_prometheus_rule_selector_and_disabled_alerts(chart):
+    objects, _ = render(chart, {"metrics": {"prometheusRule": {"enabled": True, "operatorSelector": 'job="regsweep"', "disabledAlerts": ["RegsweepReconcileErrors"]}}})
+    rule = only(objects, "PrometheusRule")
+    jsonschema.validate(rule["spec"], PROMETHEUS_RULE_SPEC)
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == set(ALERT_NAMES) - {"RegsweepReconcileErrors"}
+    assert alerts["RegsweepOperatorDown"]["expr"] == 'up{job="regsweep"} == 0\nor\nabsent(up{job="regsweep"})\n'
+    # Without the metrics Service there is no job name to default to.
+    with pytest.raises(helm_python.HelmRenderError, match="operatorSelector"):
+        render(chart, {"metrics": {"service": {"enabled": False}, "prometheusRule": {"enabled": True}}})
+    objects, _ = render(chart, {"metrics": {"service": {"enabled": False}, "prometheusRule": {"enabled": True, "operatorSelector": 'job="regsweep"'}}})
+    assert prometheus_rules(objects)
+
+
+def test_the_dashboard_config_map(chart):
+    values = VALUE_SETS["alerts-and-dashboard"]
+    objects, _ = render(chart, values)
+    (config_map,) = dashboards(objects)
+    kubernetes_validate.validate(config_map, KUBERNETES_VERSION, strict=True)
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    labels = config_map["metadata"]["labels"]
+    assert labels["grafana.example.com/dashboard"] == "yes" and "grafana_dashboard" not in labels
+    assert labels["team"] == "platform" and labels["app.kubernetes.io/name"] == "regsweep"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Registries"}
+    (key,) = config_map["data"]
+    assert key.endswith(".json")
+    assert json.loads(config_map["data"][key]) == json.loads((CHART / "files" / "dashboard.json").read_text())
+
+    # The defaults: the sidecar's usual label, in the release's namespace.
+    objects, _ = render(chart, {"metrics": {"dashboard": {"enabled": True}}})
+    (config_map,) = dashboards(objects)
+    kubernetes_validate.validate(config_map, KUBERNETES_VERSION, strict=True)
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == NAMESPACE
+    assert "annotations" not in config_map["metadata"]
+    assert prometheus_rules(objects) == [], "each is enabled on its own"
+
+
+def dashboard_queries(dashboard):
+    """Every PromQL query of a Grafana dashboard: the panels' targets (rows' nested panels too)
+    and the template variables' label_values() metrics."""
+    queries = []
+
+    def panels(items):
+        for panel in items:
+            yield panel
+            yield from panels(panel.get("panels", []))
+
+    for panel in panels(dashboard["panels"]):
+        queries += [(panel["title"], t["expr"]) for t in panel.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
+            m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query)
+            assert m, query
+            queries.append((variable["name"], m.group(1)))
+    return queries
+
+
+def test_the_dashboard_uses_only_the_operators_metrics():
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    assert dashboard["uid"] and dashboard["title"] and "id" not in dashboard
+    assert [v["name"] for v in dashboard["templating"]["list"]][0] == "datasource"
+    queries = dashboard_queries(dashboard)
+    used = set()
+    for title, expr in queries:
+        names = metric_names(expr)
+        assert names, (title, expr)
+        assert names <= OPERATOR_METRICS, f"{title}: {names - OPERATOR_METRICS} is no metric of the operator"
+        used |= names
+    # What the dashboard is for: runs by result, bytes reclaimed, read-only time, failures, frozen now.
+    assert {"regsweep_runs_total", "regsweep_reclaimed_bytes_total", "regsweep_read_only_seconds_total", "regsweep_last_run_succeeded", "regsweep_registry_frozen"} <= used
+    titles = {title for title, _ in queries}
+    assert {"Runs by result", "Bytes reclaimed", "Read-only time", "Registries frozen now", "Failed runs by policy"} <= titles
+    # Every panel asks the dashboard's data source variable.
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    # The metric-name reader itself finds selectors, not functions or labels.
+    assert metric_names('sum by (result) (increase(regsweep_runs_total{policy=~"$policy"}[$__rate_interval])) or vector(0)') == {"regsweep_runs_total"}
+
+
+@pytest.mark.parametrize(
+    "values, says",
+    [
+        ({"metrics": {"prometheusRule": {"enabled": "yes"}}}, "/metrics/prometheusRule/enabled"),
+        ({"metrics": {"prometheusRule": {"disabledAlerts": ["RegsweepNope"]}}}, "/metrics/prometheusRule/disabledAlerts/0"),
+        ({"metrics": {"prometheusRule": {"additionalLabels": {"page": True}}}}, "/metrics/prometheusRule/additionalLabels/page"),
+        ({"metrics": {"prometheusRule": {"rules": []}}}, "additional properties 'rules' not allowed"),
+        ({"metrics": {"dashboard": {"labelValue": 1}}}, "/metrics/dashboard/labelValue"),
+        ({"metrics": {"dashboard": {"label": ""}}}, "/metrics/dashboard/label"),
+        ({"metrics": {"dashboard": {"namespace": "Monitoring"}}}, "/metrics/dashboard/namespace"),
+    ],
+)
+def test_bad_alert_and_dashboard_values_are_refused(chart, values, says):
+    with pytest.raises(helm_python.HelmValuesError, match=says):
+        render(chart, values)
