@@ -228,6 +228,29 @@ mod tests {
             assert!(text.contains(&line), "{line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "OpenMetrics text");
+        // The list the alert and dashboard tests read is exactly what is served (the last-run
+        // gauges appear once a run has finished).
+        let finished = labels(&p);
+        m.last_run_succeeded.get_or_create(&finished).set(1);
+        m.last_success.get_or_create(&finished).set(1);
+        let text = m.encode();
+        let served: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(name, kind)| match kind {
+                "counter" => format!("{name}_total"),
+                "info" => format!("{name}_info"),
+                _ => name.to_string(),
+            })
+            .collect();
+        let listed: std::collections::BTreeSet<String> = include_str!("../../tests/metrics.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        assert_eq!(served, listed, "tests/metrics.txt lists what the operator serves");
         m.forget(&p);
         assert!(!m.encode().contains("regsweep_registry_frozen{"), "a deleted policy's gauges go");
     }

@@ -30,22 +30,11 @@ ALERT_NAMES = {
     "RegsweepOperatorDown",
     "RegsweepReconcileErrors",
 }
-# What the operator serves (src/operator/metrics.rs), and Prometheus' own `up`.
+# What the operator serves (tests/metrics.txt, checked against src/operator/metrics.rs), and Prometheus' own `up`.
 OPERATOR_METRICS = {
-    "regsweep_runs_total",
-    "regsweep_reclaimed_bytes_total",
-    "regsweep_deleted_manifests_total",
-    "regsweep_read_only_seconds_total",
-    "regsweep_reconciles_total",
-    "regsweep_reconcile_errors_total",
-    "regsweep_registry_frozen",
-    "regsweep_registry_frozen_since_timestamp_seconds",
-    "regsweep_run_in_flight",
-    "regsweep_last_run_succeeded",
-    "regsweep_last_success_timestamp_seconds",
-    "regsweep_max_read_only_seconds",
-    "regsweep_schedule_interval_seconds",
-    "regsweep_build_info",
+    line.strip()
+    for line in (Path(__file__).resolve().parents[1] / "metrics.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
 }
 PLACEHOLDER = 'job=~".*regsweep.*"'
 
