@@ -376,3 +376,30 @@ async fn a_quarantined_sweep_killed_anywhere_still_restores_everything() {
         verify_whole(&client).await;
     }
 }
+
+#[tokio::test]
+async fn a_symlinked_quarantine_is_refused_before_anything_is_deleted_and_nothing_outside_is_touched() {
+    let mut reg = registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let before = served(&reg.client().unwrap()).await;
+    std::os::unix::fs::symlink(outside.path(), reg.layout().repository(regsweep::quarantine::NAMESPACE)).unwrap();
+    reg.restart(true).await.unwrap();
+    let out = run(&[
+        "maintenance",
+        "-f",
+        policy(dir.path(), "7d").to_str().unwrap(),
+        "--config",
+        reg.config_path().to_str().unwrap(),
+        "--url",
+        &reg.url(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("is a symlink") && stderr.contains("nothing was deleted"), "{stderr}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the symlink");
+    reg.restart(false).await.unwrap();
+    let client = reg.client().unwrap();
+    assert_eq!(served(&client).await, before, "nothing deleted");
+    verify_whole(&client).await;
+}
