@@ -13,8 +13,7 @@ use chrono::{Duration, Utc};
 use regsweep::demo::DemoRegistry;
 use regsweep::digest::Digest;
 use regsweep::fixture::{Format, push_image, set_tag_pushed};
-use regsweep::registry::RegistryClient;
-use support::{assert_unchanged, fingerprint};
+use support::{assert_unchanged, fingerprint, served, verify_whole};
 
 const BIN: &str = env!("CARGO_BIN_EXE_regsweep");
 
@@ -59,24 +58,6 @@ fn maintenance(reg: &DemoRegistry, policy: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
-}
-
-/// Every (repository, tag) served, with its digest.
-async fn served(client: &RegistryClient) -> BTreeMap<(String, String), Digest> {
-    let mut out = BTreeMap::new();
-    for repo in client.catalog().await.unwrap() {
-        for tag in client.tags(&repo).await.unwrap() {
-            let m = client.get_manifest(&repo, &tag).await.unwrap();
-            out.insert((repo.clone(), tag), m.digest);
-        }
-    }
-    out
-}
-
-/// Every kept tag's whole graph pulls with the right digests.
-async fn verify_whole(client: &RegistryClient) {
-    let report = regsweep::verify::verify_registry(client).await.unwrap();
-    assert!(report.is_ok(), "every kept image pulls whole: {:?}", report.problems);
 }
 
 fn keys(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -12,10 +12,8 @@ use std::process::{Command, Output};
 
 use chrono::{Duration, Utc};
 use regsweep::demo::DemoRegistry;
-use regsweep::digest::Digest;
 use regsweep::fixture::{Format, push_image, push_index, push_signature, set_tag_pushed};
-use regsweep::registry::RegistryClient;
-use support::{assert_unchanged, fingerprint};
+use support::{assert_unchanged, fingerprint, served, verify_whole};
 
 const BIN: &str = env!("CARGO_BIN_EXE_regsweep");
 
@@ -86,23 +84,6 @@ fn sweep(reg: &DemoRegistry, policy: &Path) -> serde_json::Value {
         "--url",
         &reg.url(),
     ]))
-}
-
-/// Every (repository, tag) served outside the quarantine, with its digest.
-async fn served(client: &RegistryClient) -> BTreeMap<(String, String), Digest> {
-    let mut out = BTreeMap::new();
-    for repo in client.catalog().await.unwrap().into_iter().filter(|r| !regsweep::quarantine::is_quarantine(r)) {
-        for tag in client.tags(&repo).await.unwrap() {
-            out.insert((repo.clone(), tag.clone()), client.get_manifest(&repo, &tag).await.unwrap().digest);
-        }
-    }
-    out
-}
-
-/// Every tag's whole graph pulls with correct digests (the quarantine's own tags included).
-async fn verify_whole(client: &RegistryClient) {
-    let report = regsweep::verify::verify_registry(client).await.unwrap();
-    assert!(report.is_ok(), "every kept image pulls whole: {:?}", report.problems);
 }
 
 fn collect_garbage(reg: &DemoRegistry, delete_untagged: bool) {

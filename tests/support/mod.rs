@@ -305,3 +305,20 @@ pub fn assert_unchanged(before: &std::collections::BTreeMap<String, (u64, Vec<u8
     let changed: Vec<&String> = before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
     assert!(changed.is_empty(), "nothing may change, but these files did: {changed:?}");
 }
+
+/// Every (repository, tag) the registry serves outside the quarantine, with its digest.
+pub async fn served(client: &RegistryClient) -> std::collections::BTreeMap<(String, String), Digest> {
+    let mut out = std::collections::BTreeMap::new();
+    for repo in client.catalog().await.unwrap().into_iter().filter(|r| !regsweep::quarantine::is_quarantine(r)) {
+        for tag in client.tags(&repo).await.unwrap() {
+            out.insert((repo.clone(), tag.clone()), client.get_manifest(&repo, &tag).await.unwrap().digest);
+        }
+    }
+    out
+}
+
+/// Every tag's whole graph (index → manifests → config → layers) pulls with correct digests.
+pub async fn verify_whole(client: &RegistryClient) {
+    let report = regsweep::verify::verify_registry(client).await.unwrap();
+    assert!(report.is_ok(), "every kept image pulls whole: {:?}", report.problems);
+}
