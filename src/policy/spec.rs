@@ -134,7 +134,7 @@ pub struct RegistryTarget {
     pub url: Option<String>,
     /// Host names (with or without port) that workloads use to pull from this registry.
     #[serde(default)]
-    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")))]
+    #[schemars(inner(regex(pattern = r"^([A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")))]
     pub hosts: Vec<String>,
     /// Secret with the registry credentials (operator only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

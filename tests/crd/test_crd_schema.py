@@ -100,6 +100,11 @@ def test_every_example_is_accepted(path):
     assert problems(yaml.safe_load(path.read_text())) == []
 
 
+@pytest.mark.parametrize("host", ["registry.example.com", "registry.example.com:443", "docker-registry.registry.svc:5000", "10.0.0.7:5000", "[fd00::1]:5000", "my_registry:5000"])
+def test_host_names_workloads_pull_by_are_accepted(host):
+    assert problems(with_(["spec", "registry", "hosts"], [host])) == []
+
+
 INVALID = {
     "negative keepLatest": ((["spec", "rules", 0, "keepLatest"], -1), "keepLatest", "minimum"),
     "no repositories": ((["spec", "rules", 0, "repositories"], []), "repositories", "non-empty"),
