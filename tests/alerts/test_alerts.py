@@ -13,10 +13,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from promql import OPERATOR_METRICS, metric_names  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "regsweep"
@@ -30,30 +34,7 @@ ALERT_NAMES = {
     "RegsweepOperatorDown",
     "RegsweepReconcileErrors",
 }
-# What the operator serves (tests/metrics.txt, checked against src/operator/metrics.rs), and Prometheus' own `up`.
-OPERATOR_METRICS = {
-    line.strip()
-    for line in (Path(__file__).resolve().parents[1] / "metrics.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-}
 PLACEHOLDER = 'job=~".*regsweep.*"'
-
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan"}
-
-
-def metric_names(expr: str) -> set:
-    """The metric names a PromQL expression selects (not functions, keywords, labels)."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    expr = re.sub(r"\{[^}]*\}", " ", expr)
-    expr = re.sub(r"\[[^\]]*\]", " ", expr)
-    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
-    expr = re.sub(r"\$\{?\w+\}?", " ", expr)
-    names = set()
-    for m in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        if expr[m.end() :].lstrip().startswith("(") or m.group(0).lower() in PROMQL_WORDS:
-            continue
-        names.add(m.group(0))
-    return names
 
 
 def promtool() -> str:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -21,6 +22,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from promql import OPERATOR_METRICS, metric_names  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "regsweep"
@@ -560,29 +564,7 @@ def test_crd_upgrades_are_the_documented_kubectl_apply(chart):
     assert re.search(r"helm show crds \S+ .*\| kubectl apply --server-side --force-conflicts -f -", readme)
 
 
-# The metrics the operator serves (tests/metrics.txt, checked against src/operator/metrics.rs).
-OPERATOR_METRICS = {
-    line.strip()
-    for line in (Path(__file__).resolve().parents[1] / "metrics.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-}
 ALERT_NAMES = ["RegsweepRunFailed", "RegsweepRegistryFrozenTooLong", "RegsweepNoRecentSuccess", "RegsweepOperatorDown", "RegsweepReconcileErrors"]
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan"}
-
-
-def metric_names(expr):
-    """The metric names a PromQL expression selects (not functions, keywords, labels, Grafana variables)."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    expr = re.sub(r"\{[^}]*\}", " ", expr)
-    expr = re.sub(r"\[[^\]]*\]", " ", expr)
-    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
-    expr = re.sub(r"\$\{?\w+\}?", " ", expr)
-    names = set()
-    for m in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        if expr[m.end() :].lstrip().startswith("(") or m.group(0).lower() in PROMQL_WORDS:
-            continue
-        names.add(m.group(0))
-    return names
 
 
 # The PrometheusRule's CRD (monitoring.coreos.com/v1, prometheus-operator) is not in the offline
