@@ -103,7 +103,7 @@ pub async fn fill(client: &RegistryClient, layout: &Layout) -> anyhow::Result<()
         if n == 103 {
             // `stable` shares build-103's digest; keepLatest would drop build-103, not `stable`.
             client
-                .put_manifest("team-a/api", "stable", &img.media_type, &client.get_manifest("team-a/api", img.digest.as_str()).await?.body)
+                .put_manifest("team-a/api", "stable", &img.media_type, &client.get_manifest("team-a/api", &img.digest.as_str()).await?.body)
                 .await?;
             set_tag_pushed(layout, "team-a/api", "stable", days(1))?;
         }

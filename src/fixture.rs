@@ -71,7 +71,7 @@ pub async fn push_image(
     }))
     .expect("json");
     let digest = Digest::of(&body);
-    client.put_manifest(repo, tag.unwrap_or(digest.as_str()), manifest_type, &body).await?;
+    client.put_manifest(repo, tag.unwrap_or(&digest.as_str()), manifest_type, &body).await?;
     let mut blobs = vec![config_digest];
     blobs.extend(layers.into_iter().map(|(d, _)| d));
     Ok(Pushed { digest, media_type: manifest_type.to_string(), size: body.len(), blobs })

@@ -147,7 +147,7 @@ impl<'a> Walk<'a> {
         cell.get_or_try_init(|| async {
             let fetched = {
                 let _permit = self.permits.acquire().await.expect("semaphore open");
-                self.client.get_manifest(repo, digest.as_str()).await
+                self.client.get_manifest(repo, &digest.as_str()).await
             };
             match fetched {
                 Ok(f) => {

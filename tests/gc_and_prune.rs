@@ -168,7 +168,7 @@ async fn gc_then_prune_leaves_a_clean_storage_that_still_pulls() {
     catalog.sort();
     assert_eq!(catalog, vec!["team-a".to_string(), "team-a/app".to_string()]);
     assert_eq!(client.tags("team-a/app").await.unwrap(), vec!["v1".to_string()]);
-    assert!(client.head_manifest("team-a/app", v2.digest.as_str()).await.unwrap().is_none());
+    assert!(client.head_manifest("team-a/app", &v2.digest.as_str()).await.unwrap().is_none());
     reg.stop().await;
 }
 

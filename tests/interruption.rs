@@ -301,7 +301,7 @@ async fn fill(client: &RegistryClient, layout: &Layout) -> Labels {
         labels.manifest(&img, Kind::Image, format!("app {tag}"));
         builds.push(img);
     }
-    let body = client.get_manifest("app", builds[1].digest.as_str()).await.unwrap().body;
+    let body = client.get_manifest("app", &builds[1].digest.as_str()).await.unwrap().body;
     client.put_manifest("app", "stable", &builds[1].media_type, &body).await.unwrap();
     set_tag_pushed(layout, "app", "stable", days(1)).unwrap();
     for (n, hours) in [(1, 50 * 24), (2, 30 * 24), (3, 12)] {

@@ -124,7 +124,7 @@ async fn a_quarantined_sweep_survives_the_collector_and_restores_whole() {
     let expected_kept: BTreeMap<_, _> = before.iter().filter(|(k, _)| !gone.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert_eq!(served(&client).await, expected_kept, "the sweep deleted as without quarantine");
     assert!(
-        client.head_manifest("app", before[&key("app", "v1")].as_str()).await.unwrap().is_none(),
+        client.head_manifest("app", &before[&key("app", "v1")].as_str()).await.unwrap().is_none(),
         "a deleted image no longer pulls by digest"
     );
     verify_whole(&client).await;
@@ -192,7 +192,7 @@ async fn a_quarantined_sweep_survives_the_collector_and_restores_whole() {
     let out = run(&["restore", "--url", &reg.url(), "app:v3"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(v3_new.as_str()) && stderr.contains(&d("app", "v3")) && stderr.contains("--force"), "{stderr}");
+    assert!(stderr.contains(&*v3_new.as_str()) && stderr.contains(&d("app", "v3")) && stderr.contains("--force"), "{stderr}");
     assert_unchanged(&untouched, &root);
 
     // v1's own config and layer lose their links in `app` (as if pruned by another tool): the

@@ -53,13 +53,13 @@ async fn manifests_come_back_with_their_true_digest_and_head_agrees() {
         ("oci", &oci.digest, media::OCI_MANIFEST),
         ("multi", &index, media::OCI_INDEX),
         ("list", &list, media::DOCKER_MANIFEST_LIST),
-        (arm.digest.as_str(), &arm.digest, media::OCI_MANIFEST),
+        (&arm.digest.as_str(), &arm.digest, media::OCI_MANIFEST),
     ];
     for (reference, want, media_type) in cases {
         let got = c.get_manifest("team-a/app", reference).await.unwrap();
         assert_eq!((&got.digest, got.media_type.as_str()), (want, media_type), "GET {reference}");
         assert_eq!(Digest::of(&got.body), got.digest);
-        for head_ref in [reference, want.as_str()] {
+        for head_ref in [reference, &want.as_str()] {
             let head = c.head_manifest("team-a/app", head_ref).await.unwrap().expect("exists");
             assert_eq!((&head.digest, head.media_type.as_str(), head.size), (want, media_type, got.body.len() as u64), "HEAD {head_ref}");
         }

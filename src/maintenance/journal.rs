@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::lock::state_dir;
 use crate::digest::Digest;
 use crate::plan::Deletion;
-use crate::storage::{Layout, Snapshot};
+use crate::storage::{Layout, Repository, Snapshot};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -84,13 +84,16 @@ impl Journal {
 
     /// Marks the snapshot's manifests this journal approved (those still there).
     pub fn approve_in(&self, snapshot: &mut Snapshot) -> usize {
+        snapshot.repositories.values_mut().map(|r| self.approve_repository(r)).sum()
+    }
+
+    /// [`Journal::approve_in`] for one repository.
+    pub fn approve_repository(&self, repo: &mut Repository) -> usize {
+        let Some(digests) = self.deletions.get(&repo.name) else { return 0 };
         let mut n = 0;
-        for (repo, digests) in &self.deletions {
-            let Some(r) = snapshot.repositories.get_mut(repo) else { continue };
-            for d in digests.iter().filter(|d| r.manifests.contains_key(*d)) {
-                r.approved.insert(d.clone(), self.run_id.clone());
-                n += 1;
-            }
+        for d in digests.iter().filter(|d| repo.manifests.contains_key(*d)) {
+            repo.approved.insert(*d, self.run_id.clone());
+            n += 1;
         }
         n
     }

@@ -38,14 +38,15 @@ use crate::plan::{self, Plan, Protection};
 use crate::policy::RegistryCleanupPolicy;
 use crate::registry::client::redact_url;
 use crate::registry::{ClientOptions, RegistryClient, WriteProbe};
+use crate::storage::Layout;
 use crate::storage::entry::{self, Kind, Listing};
 use crate::storage::layout::RESERVED_DIRS;
 use crate::storage::prune::{Changed, PruneOptions, PruneScope, prune};
 use crate::storage::read::check_root;
-use crate::storage::snapshot::Snapshot;
+use crate::storage::read::read_each;
+use crate::storage::snapshot::TimeSource;
 use crate::storage::trash::{Emptier, Trash, trash_root};
 use crate::storage::usage::{Usage, measure};
-use crate::storage::{Layout, read_storage};
 
 /// How long the collector's dry run before the first delete may take: minutes at most on
 /// the largest registries measured; a storage entry it cannot read makes it hang instead.
@@ -185,20 +186,71 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         let layout = layout.clone();
         tokio::task::spawn_blocking(move || measure(&layout))
     };
+    // 3–4. The snapshot and the plan together, repository by repository: each is decided as
+    // soon as it is read, and only its decisions and what the sweep needs of it are kept (a
+    // sweep of 200,000 tags never holds the whole storage).
+    let journal = Journal::load(&layout).map_err(MaintenanceError::Storage)?;
+    let approved = match (&opts.approved, &opts.approved_run) {
+        (Some(a), _) => Some(a.clone()),
+        (None, Some(run)) => Some(super::review::load(&layout, run).map_err(MaintenanceError::Refused)?),
+        (None, None) => None,
+    };
+    let now = Utc::now();
+    let planner = plan::Planner::new(&compiled, &opts.protections, now, true);
+    let run = compiled.quarantine.map(|keep_for| crate::quarantine::prepare::Quarantining {
+        run_id: &opts.run_id,
+        policy: &policy_name,
+        now,
+        keep_for,
+    });
     let t = Instant::now();
-    let mut snapshot = read_storage(&layout).map_err(MaintenanceError::StorageRoot)?;
+    let resumed_approved = std::sync::atomic::AtomicUsize::new(0);
+    let gathered = std::sync::OnceLock::new();
+    let read = read_each(&layout, |mut repo, blobs| {
+        if let Some(j) = &journal {
+            resumed_approved.fetch_add(j.approve_repository(&mut repo), std::sync::atomic::Ordering::Relaxed);
+        }
+        if crate::quarantine::is_quarantine(&repo.name) {
+            // Decided last, whole: what they keep depends on what the others delete.
+            return Read::Held(repo);
+        }
+        let decisions = match &approved {
+            Some(approval) => approval.restrict(&planner, &repo),
+            None => planner.decide(&repo),
+        };
+        let changed = changed_in(&decisions, Some(&repo));
+        let batch = run.and_then(|run| crate::quarantine::prepare::prepare_repository(&decisions, &repo, blobs, run));
+        planner.gather(gathered.get_or_init(|| plan::Gathered::new(blobs)), blobs, &repo, decisions);
+        Read::Source { changed, batch }
+    })
+    .map_err(MaintenanceError::StorageRoot)?;
     let snapshot_ms = ms(t);
-    tracing::info!(repositories = snapshot.repositories.len(), problems = snapshot.problems.len(), ms = snapshot_ms, "snapshot read");
-    for p in &snapshot.problems {
+    let sizes = read.blobs;
+    let (mut held, mut changed, mut quarantine) = (Vec::new(), BTreeMap::new(), Vec::new());
+    for r in read.repositories {
+        match r {
+            Read::Held(repo) => held.push(repo),
+            Read::Source { changed: c, batch } => {
+                changed.extend(c);
+                quarantine.extend(batch);
+            }
+        }
+    }
+    tracing::info!(
+        repositories = changed.len() + held.len(),
+        problems = read.problems.len(),
+        ms = snapshot_ms,
+        "snapshot read and planned"
+    );
+    for p in &read.problems {
         tracing::warn!(path = %p.path, problem = %p.problem, blocks_gc = p.blocks_gc, "storage entry not understood");
     }
-    let journal = Journal::load(&layout).map_err(MaintenanceError::Storage)?;
     let resumed = journal.as_ref().map(|j| {
-        let approved = j.approve_in(&mut snapshot);
+        let approved = resumed_approved.load(std::sync::atomic::Ordering::Relaxed);
         tracing::info!(interrupted_run = %j.run_id, approved, "finishing an interrupted run's approved deletions");
         Resumed { run_id: j.run_id.clone(), approved }
     });
-    let blockers: Vec<String> = snapshot.gc_blockers().map(|p| format!("  {}: {}", p.path, p.problem)).collect();
+    let blockers: Vec<String> = read.problems.iter().filter(|p| p.blocks_gc).map(|p| format!("  {}: {}", p.path, p.problem)).collect();
     if !dry_run && !blockers.is_empty() {
         return Err(MaintenanceError::GcBlocked(blockers.join("\n")));
     }
@@ -207,18 +259,22 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         .map_err(|e| MaintenanceError::Storage(format!("the usage walk failed: {e}")))?
         .map_err(|e| MaintenanceError::Storage(e.to_string()))?;
 
-    // 4. The plan.
     let t = Instant::now();
-    let approved = match (&opts.approved, &opts.approved_run) {
-        (Some(a), _) => Some(a.clone()),
-        (None, Some(run)) => Some(super::review::load(&layout, run).map_err(MaintenanceError::Refused)?),
-        (None, None) => None,
-    };
-    let plan = match &approved {
-        Some(approval) => plan::approval::plan_within(&compiled, &snapshot, &opts.protections, approval, Utc::now())
-            .map_err(|e| MaintenanceError::Refused(format!("approved plan {}: {e}", approval.id)))?,
-        None => plan::plan(&compiled, &snapshot, &opts.protections, Utc::now()),
-    };
+    let held_refs: Vec<&crate::storage::Repository> = held.iter().collect();
+    let gathered = gathered.into_inner().unwrap_or_else(|| plan::Gathered::new(&sizes));
+    let plan = planner.finish(gathered, &held_refs, &sizes, layout.root().display().to_string(), TimeSource::PushTime);
+    if let Some(approval) = &approved {
+        approval.check_within(&plan).map_err(|e| MaintenanceError::Refused(format!("approved plan {}: {e}", approval.id)))?;
+    }
+    // The quarantine repositories' share of the prune, now that they are decided.
+    for repo in &held {
+        if let Some(decisions) = plan.repository(&repo.name) {
+            changed.extend(changed_in(decisions, Some(repo)));
+        }
+    }
+    extend_expired_sources(&mut changed);
+    drop(held_refs);
+    drop(held);
     let plan_ms = ms(t);
     // The circuit breaker, before anything changes; an approved plan was reviewed instead.
     let mut over_limit = None;
@@ -256,7 +312,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
             .into_iter()
             .map(|(repository, n)| crate::policy::RepositoryDeletions { repository, tags_deleted: n as u64 })
             .collect(),
-        snapshot_problems: snapshot.problems.len(),
+        snapshot_problems: read.problems.len(),
         resumed,
         quarantine: None,
         untag: None,
@@ -271,15 +327,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
         peak_rss_bytes: 0,
     };
     if let (Some(bin), Some(work), Some(private)) = (bin, work, private) {
-        let changed = changed_repositories(&plan, &snapshot);
-        let quarantine = compiled
-            .quarantine
-            .map(|keep_for| {
-                crate::quarantine::prepare::prepare(&plan, &snapshot, &opts.run_id, &report.policy, plan.generated_at, keep_for)
-            })
-            .unwrap_or_default();
-        let sizes = BlobSizes(std::mem::take(&mut snapshot.blobs));
-        drop(snapshot);
+        let sizes = BlobSizes(sizes);
         let ctx = SweepContext {
             layout: &layout,
             bin: &bin,
@@ -341,47 +389,54 @@ impl Drop for GcCheck {
     }
 }
 
-/// What the plan and the snapshot tell the prune: per repository, the revisions deleted and
-/// what they referenced.
-fn changed_repositories(plan: &Plan, snapshot: &Snapshot) -> BTreeMap<String, Changed> {
-    let mut out = BTreeMap::new();
-    for repo in &plan.repositories {
-        let deleted: Vec<_> = repo.manifests.iter().filter(|m| m.action == plan::Action::Delete).map(|m| m.digest.clone()).collect();
-        if deleted.is_empty() {
-            continue;
-        }
-        let seen = snapshot.repositories.get(&repo.name);
-        let referenced = deleted
-            .iter()
-            .filter_map(|d| seen.and_then(|r| r.manifests.get(d)))
-            .flat_map(|m| m.references().cloned())
-            .chain(deleted.iter().cloned())
-            .collect();
-        let emptied = seen.is_none_or(|r| r.manifests.len() == deleted.len());
-        let gone: HashSet<&crate::digest::Digest> = deleted.iter().collect();
-        let stale_history = seen.map_or_else(Vec::new, |r| r.history.iter().filter(|(_, d)| gone.contains(d)).cloned().collect());
-        out.insert(repo.name.clone(), Changed { revisions: deleted, referenced, emptied, stale_history });
+/// What a repository's decisions tell the prune (None when it deletes nothing): the
+/// revisions deleted and what they referenced.
+fn changed_in(decisions: &plan::RepositoryPlan, seen: Option<&crate::storage::Repository>) -> Option<(String, Changed)> {
+    let deleted: Vec<_> = decisions.manifests.iter().filter(|m| m.action == plan::Action::Delete).map(|m| m.digest).collect();
+    if deleted.is_empty() {
+        return None;
     }
-    // What an expired quarantine frees was linked in its source repository too: those
-    // `_layers` links dangle once the collector deletes the blobs.
-    let expired: Vec<(String, BTreeSet<crate::digest::Digest>)> = out
+    let referenced = deleted
+        .iter()
+        .filter_map(|d| seen.and_then(|r| r.manifests.get(d)))
+        .flat_map(|m| m.references().cloned())
+        .chain(deleted.iter().cloned())
+        .collect();
+    let emptied = seen.is_none_or(|r| r.manifests.len() == deleted.len());
+    let gone: HashSet<&crate::digest::Digest> = deleted.iter().collect();
+    let stale_history = seen.map_or_else(Vec::new, |r| r.history.iter().filter(|(_, d)| gone.contains(d)).cloned().collect());
+    Some((decisions.name.clone(), Changed { revisions: deleted, referenced, emptied, stale_history }))
+}
+
+/// What an expired quarantine frees was linked in its source repository too: those
+/// `_layers` links dangle once the collector deletes the blobs.
+fn extend_expired_sources(changed: &mut BTreeMap<String, Changed>) {
+    let expired: Vec<(String, BTreeSet<crate::digest::Digest>)> = changed
         .iter()
         .filter_map(|(name, c)| crate::quarantine::source_of(name).map(|source| (source.to_string(), c.referenced.clone())))
         .collect();
     for (source, referenced) in expired {
-        out.entry(source).or_default().referenced.extend(referenced);
+        changed.entry(source).or_default().referenced.extend(referenced);
     }
-    out
+}
+
+/// What the reading of one repository leaves for the sweep.
+enum Read {
+    /// A quarantine repository, kept whole until the plan is finished.
+    Held(crate::storage::Repository),
+    /// Another repository: its decisions went to the planner; its share of the prune and of
+    /// the quarantine stay.
+    Source { changed: Option<(String, Changed)>, batch: Option<crate::quarantine::prepare::Batch> },
 }
 
 /// Blob sizes read by the snapshot on the frozen storage: what the collector's deletions free.
-struct BlobSizes(std::collections::HashMap<crate::digest::Digest, u64>);
+struct BlobSizes(crate::storage::blobs::Blobs);
 
 impl BlobSizes {
     /// The usage after the collector deleted `collected` and prune removed `pruned_bytes`.
     fn after(&self, before: &Usage, collected: &[crate::digest::Digest], pruned_bytes: u64) -> Usage {
         let unique: HashSet<_> = collected.iter().collect();
-        let (bytes, count) = unique.iter().filter_map(|d| self.0.get(*d)).fold((0u64, 0usize), |(b, n), s| (b + s, n + 1));
+        let (bytes, count) = unique.iter().filter_map(|d| self.0.get(d)).fold((0u64, 0usize), |(b, n), s| (b + s, n + 1));
         Usage {
             total_bytes: before.total_bytes.saturating_sub(bytes + pruned_bytes),
             blob_bytes: before.blob_bytes.saturating_sub(bytes),

@@ -7,11 +7,11 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{Action, Plan, Protection, RepositoryPlan};
+use super::{Action, Plan, Planner, Protection, RepositoryPlan};
 use crate::digest::{Digest, Hasher};
 use crate::policy::CompiledPolicy;
 use crate::policy::reference::ProtectedRef;
-use crate::storage::Snapshot;
+use crate::storage::{Repository, Snapshot};
 
 /// How many hex digits of the hash the id carries (80 bits).
 const ID_HEX: usize = 20;
@@ -147,14 +147,31 @@ impl Approval {
         deleted(&plan.repositories).filter(|d| !self.items.contains(d)).map(|d| d.describe()).collect()
     }
 
-    /// References that keep everything `plan` deletes and this approval does not.
-    fn keepers(&self, plan: &Plan) -> Vec<Protection> {
-        deleted(&plan.repositories).filter(|d| !self.items.contains(d)).filter_map(|d| d.keeper()).collect()
+    /// `repo`'s decisions restricted to what this approval deletes: everything else it would
+    /// delete is kept (as if protected), with whatever that keeps.
+    pub fn restrict(&self, planner: &Planner, repo: &Repository) -> RepositoryPlan {
+        let unrestricted = planner.decide(repo);
+        let extra: Vec<Protection> =
+            deleted(std::slice::from_ref(&unrestricted)).filter(|d| !self.items.contains(d)).filter_map(|d| d.keeper()).collect();
+        if extra.is_empty() { unrestricted } else { planner.keeping(&extra).decide(repo) }
+    }
+
+    /// Refuses a restricted plan that still deletes something this approval does not name
+    /// (adding protections only keeps more, so that is checked, not assumed).
+    pub fn check_within(&self, plan: &Plan) -> Result<(), String> {
+        let beyond = self.beyond(plan);
+        if beyond.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "the plan restricted to approved plan {} still deletes what it does not approve ({}); nothing was changed",
+            self.id,
+            beyond.join(", ")
+        ))
     }
 }
 
-/// The plan of `snapshot`, restricted to what `approval` deletes. Adding protections only
-/// keeps more, so the restricted plan is within the approval; that is checked, not assumed.
+/// The plan of `snapshot`, restricted to what `approval` deletes, repository by repository.
 pub fn plan_within(
     policy: &CompiledPolicy,
     snapshot: &Snapshot,
@@ -162,20 +179,8 @@ pub fn plan_within(
     approval: &Approval,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Plan, String> {
-    let unrestricted = super::plan(policy, snapshot, protections, now);
-    let extra = approval.keepers(&unrestricted);
-    if extra.is_empty() {
-        return Ok(unrestricted);
-    }
-    let all: Vec<Protection> = protections.iter().cloned().chain(extra).collect();
-    let within = super::plan(policy, snapshot, &all, now);
-    let beyond = approval.beyond(&within);
-    if !beyond.is_empty() {
-        return Err(format!(
-            "the plan restricted to approved plan {} still deletes what it does not approve ({}); nothing was changed",
-            approval.id,
-            beyond.join(", ")
-        ));
-    }
+    let planner = Planner::new(policy, protections, now, snapshot.sees_untagged);
+    let within = super::plan_with(&planner, snapshot, |repo| approval.restrict(&planner, repo));
+    approval.check_within(&within)?;
     Ok(within)
 }

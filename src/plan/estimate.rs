@@ -4,13 +4,15 @@
 //! deletes every blob left unmarked.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
 use super::{Action, RepositoryPlan};
 use crate::digest::Digest;
 use crate::quarantine::is_quarantine;
-use crate::storage::Snapshot;
+use crate::storage::Repository;
+use crate::storage::blobs::Blobs;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,19 +26,6 @@ pub struct Estimate {
     pub bytes_already_unreferenced: u64,
 }
 
-fn unmarked<'a>(snapshot: &'a Snapshot, deleted: &HashSet<(&str, &Digest)>) -> impl Iterator<Item = (&'a Digest, u64)> {
-    let mut marked: HashSet<&Digest> = HashSet::new();
-    for repo in snapshot.repositories.values() {
-        for m in repo.manifests.values() {
-            if !deleted.contains(&(repo.name.as_str(), &m.digest)) {
-                marked.insert(&m.digest);
-                marked.extend(m.references());
-            }
-        }
-    }
-    snapshot.blobs.iter().filter(move |(d, _)| !marked.contains(d)).map(|(d, s)| (d, *s))
-}
-
 /// The quarantine's bytes (see [`super::quarantine::QuarantineSummary`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct QuarantineBytes {
@@ -45,39 +34,75 @@ pub(super) struct QuarantineBytes {
     pub expiring: u64,
 }
 
-fn freed(snapshot: &Snapshot, deleted: &HashSet<(&str, &Digest)>) -> (usize, u64) {
-    unmarked(snapshot, deleted).fold((0, 0), |(n, b), (_, s)| (n + 1, b + s))
+/// What the collector would mark, as bitsets over the blob table, under the four deletion
+/// sets the estimate compares. Built repository by repository (a repository's decisions and
+/// manifests are all it needs), by several readers at once, so the planner never holds the
+/// whole graph.
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// Marked by every manifest: what stays when nothing is deleted.
+    all: Vec<AtomicU64>,
+    /// Marked by every manifest this plan keeps.
+    kept: Vec<AtomicU64>,
+    /// Marked by every manifest but the expired quarantine's.
+    unexpired: Vec<AtomicU64>,
+    /// Marked by the manifests outside the quarantine.
+    outside_quarantine: Vec<AtomicU64>,
+}
+
+impl Marks {
+    pub fn new(blobs: &Blobs) -> Marks {
+        let words = || (0..blobs.len().div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        Marks { all: words(), kept: words(), unexpired: words(), outside_quarantine: words() }
+    }
+
+    /// Marks what `repo`'s manifests reference, given its decisions.
+    pub fn add(&self, blobs: &Blobs, repo: &Repository, decisions: &RepositoryPlan) {
+        let quarantine = is_quarantine(&repo.name);
+        let deleted: HashSet<&Digest> = decisions.manifests.iter().filter(|m| m.action == Action::Delete).map(|m| &m.digest).collect();
+        let set = |bits: &[AtomicU64], at: usize| {
+            bits[at / 64].fetch_or(1 << (at % 64), Ordering::Relaxed);
+        };
+        for m in repo.manifests.values() {
+            let kept = !deleted.contains(&m.digest);
+            for at in std::iter::once(&m.digest).chain(m.references()).filter_map(|d| blobs.index(d)) {
+                set(&self.all, at);
+                if kept {
+                    set(&self.kept, at);
+                }
+                if kept || !quarantine {
+                    set(&self.unexpired, at);
+                }
+                if !quarantine {
+                    set(&self.outside_quarantine, at);
+                }
+            }
+        }
+    }
+}
+
+/// The blobs left unmarked: how many, and their bytes.
+fn freed(blobs: &Blobs, marked: &[AtomicU64]) -> (usize, u64) {
+    blobs
+        .iter()
+        .enumerate()
+        .filter(|(at, _)| marked.get(at / 64).is_none_or(|w| w.load(Ordering::Relaxed) & (1 << (at % 64)) == 0))
+        .fold((0, 0), |(n, b), (_, (_, s))| (n + 1, b + s))
 }
 
 /// With `quarantining`, what this plan deletes outside the quarantine stays marked (the
 /// quarantine links it before the collector runs): only expiry frees bytes.
-pub(super) fn estimate(snapshot: &Snapshot, repositories: &[RepositoryPlan], quarantining: bool) -> (Estimate, QuarantineBytes) {
-    let deleted_in = |in_quarantine: Option<bool>| -> HashSet<(&str, &Digest)> {
-        repositories
-            .iter()
-            .filter(|r| in_quarantine.is_none_or(|q| q == is_quarantine(&r.name)))
-            .flat_map(|r| r.manifests.iter().filter(|m| m.action == Action::Delete).map(move |m| (r.name.as_str(), &m.digest)))
-            .collect()
-    };
-    let all = deleted_in(None);
-    let expiring = deleted_in(Some(true));
-    let effective = if quarantining { &expiring } else { &all };
-    let (blobs_freed, bytes_freed) = freed(snapshot, effective);
-    let bytes_already_unreferenced = freed(snapshot, &HashSet::new()).1;
+pub(super) fn estimate(blobs: &Blobs, marks: &Marks, quarantining: bool, has_quarantine: bool) -> (Estimate, QuarantineBytes) {
+    let effective = if quarantining { &marks.unexpired } else { &marks.kept };
+    let (blobs_freed, bytes_freed) = freed(blobs, effective);
+    let bytes_already_unreferenced = freed(blobs, &marks.all).1;
     let mut bytes = QuarantineBytes::default();
-    let has_quarantine = snapshot.repositories.keys().any(|r| is_quarantine(r));
     if quarantining {
-        bytes.entering = freed(snapshot, &all).1.saturating_sub(bytes_freed);
+        bytes.entering = freed(blobs, &marks.kept).1.saturating_sub(bytes_freed);
     }
     if has_quarantine {
-        bytes.expiring = freed(snapshot, &expiring).1.saturating_sub(bytes_already_unreferenced);
-        let everything_quarantined: HashSet<(&str, &Digest)> = snapshot
-            .repositories
-            .values()
-            .filter(|r| is_quarantine(&r.name))
-            .flat_map(|r| r.manifests.keys().map(move |d| (r.name.as_str(), d)))
-            .collect();
-        bytes.held = freed(snapshot, &everything_quarantined).1.saturating_sub(bytes_already_unreferenced);
+        bytes.expiring = freed(blobs, &marks.unexpired).1.saturating_sub(bytes_already_unreferenced);
+        bytes.held = freed(blobs, &marks.outside_quarantine).1.saturating_sub(bytes_already_unreferenced);
     }
-    (Estimate { blob_bytes_before: snapshot.blob_bytes(), bytes_freed, blobs_freed, bytes_already_unreferenced }, bytes)
+    (Estimate { blob_bytes_before: blobs.total_bytes(), bytes_freed, blobs_freed, bytes_already_unreferenced }, bytes)
 }

@@ -11,14 +11,18 @@ mod signature;
 #[cfg(test)]
 mod tests;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::policy::CompiledPolicy;
 use crate::policy::reference::ProtectedRef;
-use crate::storage::Snapshot;
+use crate::storage::blobs::Blobs;
 use crate::storage::snapshot::TimeSource;
+use crate::storage::{Repository, Snapshot};
 
 pub use estimate::Estimate;
 pub use signature::signature_subject;
@@ -168,51 +172,126 @@ impl RepositoryPlan {
     }
 }
 
-/// Makes the plan. `protections` are added to the policy's own references.
+/// Decides repositories one at a time, so a caller can read, decide and drop each in turn
+/// (a sweep of 200,000 tags never holds the whole storage; see `maintenance`).
+pub struct Planner<'a> {
+    policy: &'a CompiledPolicy,
+    /// The policy's own references and the caller's that name this registry.
+    protections: Vec<Protection>,
+    now: DateTime<Utc>,
+    sees_untagged: bool,
+}
+
+impl<'a> Planner<'a> {
+    /// `protections` are added to the policy's own references.
+    pub fn new(policy: &'a CompiledPolicy, protections: &[Protection], now: DateTime<Utc>, sees_untagged: bool) -> Self {
+        let mut all: Vec<Protection> = policy.protected.iter().cloned().map(Protection::protected).collect();
+        all.extend(protections.iter().filter(|p| p.reference.names_registry(&policy.hosts)).cloned());
+        Planner { policy, protections: all, now, sees_untagged }
+    }
+
+    /// The same planner keeping `more` too.
+    pub fn keeping(&self, more: &[Protection]) -> Planner<'a> {
+        let mut all = self.protections.clone();
+        all.extend(more.iter().filter(|p| p.reference.names_registry(&self.policy.hosts)).cloned());
+        Planner { protections: all, ..*self }
+    }
+
+    /// The decisions for a repository outside the quarantine (quarantine repositories are
+    /// decided by [`Planner::finish`], once every other repository is known).
+    pub fn decide(&self, repo: &Repository) -> RepositoryPlan {
+        decide::decide_repository(self.policy.rule_for(&repo.name), repo, &self.protections, self.now, self.sees_untagged)
+    }
+
+    /// Gathers a decided repository: its marks and what it moves into the quarantine. Safe
+    /// from several readers at once; the plan does not depend on their order.
+    pub fn gather(&self, gathered: &Gathered, blobs: &Blobs, repo: &Repository, decisions: RepositoryPlan) {
+        gathered.marks.add(blobs, repo, &decisions);
+        if self.policy.quarantine.is_some()
+            && let Some((quarantine, linked)) = quarantine::incoming(repo, &decisions)
+        {
+            gathered.incoming.lock().expect("gathered incoming").insert(quarantine, linked);
+        }
+        gathered.repositories.lock().expect("gathered plans").push(decisions);
+    }
+
+    /// The plan: the quarantine repositories (`held`, whole) decided last, the estimate and
+    /// the summary.
+    pub fn finish(&self, gathered: Gathered, held: &[&Repository], blobs: &Blobs, source: String, times: TimeSource) -> Plan {
+        let (policy, now) = (self.policy, self.now);
+        let mut warnings = policy.warnings.clone();
+        match times {
+            TimeSource::PushTime => {}
+            TimeSource::ConfigCreated => warnings.push(
+                "ages are the images' build times (each config's `created`), read through the registry API, which cannot tell push times: an image built long ago and pushed today counts as old".into(),
+            ),
+            TimeSource::Unknown => {
+                warnings.push("no ages are known (--ages unknown): keepLatest and olderThan keep every tag".into())
+            }
+        }
+        if !self.sees_untagged {
+            warnings.push(
+                "this snapshot comes from the registry API, which cannot list untagged manifests; untagged rules are not applied".into(),
+            );
+        }
+        let Gathered { repositories, marks, incoming } = gathered;
+        let (mut repositories, incoming) = (repositories.into_inner().expect("gathered plans"), incoming.into_inner().expect("gathered"));
+        for repo in held {
+            let decisions = quarantine::decide(repo, incoming.get(&repo.name), now);
+            marks.add(blobs, repo, &decisions);
+            repositories.push(decisions);
+        }
+        repositories.sort_by(|a, b| a.name.cmp(&b.name));
+        let (estimate, held_bytes) = estimate::estimate(blobs, &marks, policy.quarantine.is_some(), !held.is_empty());
+        let keep_for = policy.quarantine.map(|d| (d, now + d));
+        let quarantine = quarantine::summarize(held, &repositories, &incoming, keep_for, held_bytes, now);
+        let mut summary = Summary { repositories: repositories.len(), estimate, quarantine, ..Default::default() };
+        for r in repositories.iter().filter(|r| !crate::quarantine::is_quarantine(&r.name)) {
+            for t in &r.tags {
+                match t.action {
+                    Action::Keep => summary.tags_kept += 1,
+                    Action::Delete => summary.tags_deleted += 1,
+                }
+            }
+            for m in &r.manifests {
+                match m.action {
+                    Action::Keep => summary.manifests_kept += 1,
+                    Action::Delete => summary.manifests_deleted += 1,
+                }
+            }
+        }
+        let id = approval::plan_id(&repositories);
+        Plan { id, source, generated_at: now, times, repositories, summary, warnings }
+    }
+}
+
+/// What the planner has gathered from the repositories decided so far.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    repositories: Mutex<Vec<RepositoryPlan>>,
+    marks: estimate::Marks,
+    incoming: Mutex<BTreeMap<String, BTreeSet<Digest>>>,
+}
+
+impl Gathered {
+    pub fn new(blobs: &Blobs) -> Gathered {
+        Gathered { marks: estimate::Marks::new(blobs), ..Default::default() }
+    }
+}
+
+/// Makes the plan of a whole snapshot. `protections` are added to the policy's own references.
 pub fn plan(policy: &CompiledPolicy, snapshot: &Snapshot, protections: &[Protection], now: DateTime<Utc>) -> Plan {
-    let mut all: Vec<Protection> = policy.protected.iter().cloned().map(Protection::protected).collect();
-    all.extend(protections.iter().filter(|p| p.reference.names_registry(&policy.hosts)).cloned());
-    let mut warnings = policy.warnings.clone();
-    match snapshot.times {
-        TimeSource::PushTime => {}
-        TimeSource::ConfigCreated => warnings.push(
-            "ages are the images' build times (each config's `created`), read through the registry API, which cannot tell push times: an image built long ago and pushed today counts as old".into(),
-        ),
-        TimeSource::Unknown => {
-            warnings.push("no ages are known (--ages unknown): keepLatest and olderThan keep every tag".into())
-        }
-    }
-    if !snapshot.sees_untagged {
-        warnings
-            .push("this snapshot comes from the registry API, which cannot list untagged manifests; untagged rules are not applied".into());
-    }
-    // Quarantine repositories second: what they keep depends on what the others delete.
+    let planner = Planner::new(policy, protections, now, snapshot.sees_untagged);
+    plan_with(&planner, snapshot, |repo| planner.decide(repo))
+}
+
+/// The plan of a snapshot, each repository outside the quarantine decided by `decide`.
+fn plan_with(planner: &Planner, snapshot: &Snapshot, decide: impl Fn(&Repository) -> RepositoryPlan) -> Plan {
+    let gathered = Gathered::new(&snapshot.blobs);
+    // Quarantine repositories last: what they keep depends on what the others delete.
     let (held, sources): (Vec<_>, Vec<_>) = snapshot.repositories.values().partition(|r| crate::quarantine::is_quarantine(&r.name));
-    let mut repositories: Vec<RepositoryPlan> = sources
-        .into_iter()
-        .map(|repo| decide::decide_repository(policy.rule_for(&repo.name), repo, &all, now, snapshot.sees_untagged))
-        .collect();
-    let incoming = if policy.quarantine.is_some() { quarantine::incoming(snapshot, &repositories) } else { Default::default() };
-    repositories.extend(held.into_iter().map(|repo| quarantine::decide(repo, incoming.get(&repo.name), now)));
-    repositories.sort_by(|a, b| a.name.cmp(&b.name));
-    let (estimate, held_bytes) = estimate::estimate(snapshot, &repositories, policy.quarantine.is_some());
-    let keep_for = policy.quarantine.map(|d| (d, now + d));
-    let quarantine = quarantine::summarize(snapshot, &repositories, &incoming, keep_for, held_bytes, now);
-    let mut summary = Summary { repositories: repositories.len(), estimate, quarantine, ..Default::default() };
-    for r in repositories.iter().filter(|r| !crate::quarantine::is_quarantine(&r.name)) {
-        for t in &r.tags {
-            match t.action {
-                Action::Keep => summary.tags_kept += 1,
-                Action::Delete => summary.tags_deleted += 1,
-            }
-        }
-        for m in &r.manifests {
-            match m.action {
-                Action::Keep => summary.manifests_kept += 1,
-                Action::Delete => summary.manifests_deleted += 1,
-            }
-        }
+    for repo in sources {
+        planner.gather(&gathered, &snapshot.blobs, repo, decide(repo));
     }
-    let id = approval::plan_id(&repositories);
-    Plan { id, source: snapshot.source.clone(), generated_at: now, times: snapshot.times, repositories, summary, warnings }
+    planner.finish(gathered, &held, &snapshot.blobs, snapshot.source.clone(), snapshot.times)
 }

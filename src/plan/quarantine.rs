@@ -13,7 +13,7 @@ use super::{Action, ManifestDecision, RepositoryPlan, TagDecision};
 use crate::digest::Digest;
 use crate::media;
 use crate::quarantine::{self, Record};
-use crate::storage::{Repository, Snapshot};
+use crate::storage::Repository;
 
 /// What the quarantine holds and what this run changes in it, in the plan's summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -86,19 +86,12 @@ pub fn closure<'a>(repo: &'a Repository, roots: impl IntoIterator<Item = &'a Dig
     seen
 }
 
-/// Per quarantine repository, the manifests this plan moves there (the deleted manifests of
-/// its source repository, with their children).
-pub(super) fn incoming(snapshot: &Snapshot, repositories: &[RepositoryPlan]) -> BTreeMap<String, BTreeSet<Digest>> {
-    repositories
-        .iter()
-        .filter(|r| !quarantine::is_quarantine(&r.name))
-        .filter_map(|r| {
-            let repo = snapshot.repositories.get(&r.name)?;
-            let deleted = r.manifests.iter().filter(|m| m.action == Action::Delete).map(|m| &m.digest);
-            let linked: BTreeSet<Digest> = closure(repo, deleted).into_iter().cloned().collect();
-            (!linked.is_empty()).then(|| (quarantine::repository_for(&r.name), linked))
-        })
-        .collect()
+/// The quarantine repository of a source repository, and the manifests this plan moves
+/// there (its deleted manifests with their children); None when it deletes nothing.
+pub(super) fn incoming(repo: &Repository, decisions: &RepositoryPlan) -> Option<(String, BTreeSet<Digest>)> {
+    let deleted = decisions.manifests.iter().filter(|m| m.action == Action::Delete).map(|m| &m.digest);
+    let linked: BTreeSet<Digest> = closure(repo, deleted).into_iter().cloned().collect();
+    (!linked.is_empty()).then(|| (quarantine::repository_for(&repo.name), linked))
 }
 
 fn when(t: &DateTime<Utc>) -> String {
@@ -204,19 +197,14 @@ pub(super) fn decide(repo: &Repository, incoming: Option<&BTreeSet<Digest>>, now
 
 /// The summary's quarantine part, from the decisions and the estimate's byte counts.
 pub(super) fn summarize(
-    snapshot: &Snapshot,
+    held_repositories: &[&Repository],
     repositories: &[RepositoryPlan],
     incoming: &BTreeMap<String, BTreeSet<Digest>>,
     keep_for: Option<(chrono::Duration, DateTime<Utc>)>,
     bytes: super::estimate::QuarantineBytes,
     now: DateTime<Utc>,
 ) -> Option<QuarantineSummary> {
-    let live: Vec<&Record> = snapshot
-        .repositories
-        .values()
-        .filter(|r| quarantine::is_quarantine(&r.name))
-        .flat_map(|r| r.tags.values().filter_map(|t| r.records.get(&t.digest)))
-        .collect();
+    let live: Vec<&Record> = held_repositories.iter().flat_map(|r| r.tags.values().filter_map(|t| r.records.get(&t.digest))).collect();
     let (expired, held): (Vec<&Record>, Vec<&Record>) = live.into_iter().partition(|r| r.is_expired(now));
     if keep_for.is_none() && expired.is_empty() && held.is_empty() {
         return None;

@@ -58,7 +58,7 @@ pub fn manifest_tag(digest: &crate::digest::Digest) -> String {
 
 /// True when `tag` is the `m-<hex>` tag of `digest`.
 pub fn is_manifest_tag(tag: &str, digest: &crate::digest::Digest) -> bool {
-    tag.strip_prefix("m-") == Some(digest.hex())
+    tag.strip_prefix("m-") == Some(&digest.hex())
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! What a run quarantines, from its plan and the snapshot (pure): per source repository with
+//! What a run quarantines, from each repository's decisions (pure): per source repository with
 //! deletions, the record and every manifest and blob the quarantine repository must link.
 
 use std::collections::BTreeSet;
@@ -7,8 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{Entry, Record};
 use crate::digest::Digest;
-use crate::plan::{Action, Plan, quarantine::closure};
-use crate::storage::{Content, Snapshot};
+use crate::plan::{Action, RepositoryPlan, quarantine::closure};
+use crate::storage::blobs::Blobs;
+use crate::storage::{Content, Repository};
 
 /// One quarantine repository's share of a run.
 #[derive(Clone, Debug)]
@@ -22,16 +23,28 @@ pub struct Batch {
     pub blobs: Vec<Digest>,
 }
 
-pub fn prepare(plan: &Plan, snapshot: &Snapshot, run_id: &str, policy: &str, now: DateTime<Utc>, keep_for: Duration) -> Vec<Batch> {
-    let mut batches = Vec::new();
-    for r in plan.repositories.iter().filter(|r| !super::is_quarantine(&r.name)) {
-        let Some(repo) = snapshot.repositories.get(&r.name) else { continue };
+/// What the quarantine of one run records and links.
+#[derive(Clone, Copy, Debug)]
+pub struct Quarantining<'a> {
+    pub run_id: &'a str,
+    pub policy: &'a str,
+    pub now: DateTime<Utc>,
+    pub keep_for: Duration,
+}
+
+/// The batch of one repository outside the quarantine (None when it deletes nothing).
+pub fn prepare_repository(r: &RepositoryPlan, repo: &Repository, sizes: &Blobs, run: Quarantining) -> Option<Batch> {
+    let Quarantining { run_id, policy, now, keep_for } = run;
+    {
+        if super::is_quarantine(&r.name) {
+            return None;
+        }
         let deleted: Vec<_> = r.manifests.iter().filter(|m| m.action == Action::Delete).collect();
         if deleted.is_empty() {
-            continue;
+            return None;
         }
         let children: BTreeSet<&Digest> = deleted.iter().filter_map(|m| repo.manifests.get(&m.digest)).flat_map(|m| m.children()).collect();
-        let size = |d: &Digest| snapshot.blobs.get(d).copied().unwrap_or(0);
+        let size = |d: &Digest| sizes.get(d).unwrap_or(0);
         let graph_blobs = |m: &Digest| -> BTreeSet<Digest> {
             let manifests = closure(repo, [m]);
             let mut all: BTreeSet<Digest> = manifests.iter().map(|d| (*d).clone()).collect();
@@ -72,7 +85,7 @@ pub fn prepare(plan: &Plan, snapshot: &Snapshot, run_id: &str, policy: &str, now
             .filter(|m| matches!(m.content, Content::Image { .. }))
             .flat_map(|m| m.references().cloned())
             .collect();
-        batches.push(Batch {
+        Some(Batch {
             repository: super::repository_for(&r.name),
             record: Record {
                 run_id: run_id.to_string(),
@@ -84,7 +97,6 @@ pub fn prepare(plan: &Plan, snapshot: &Snapshot, run_id: &str, policy: &str, now
             },
             manifests,
             blobs: blobs.into_iter().collect(),
-        });
+        })
     }
-    batches
 }

@@ -208,7 +208,7 @@ async fn push_graph(
         if !seen.insert(d.clone()) {
             continue;
         }
-        let m = client.get_manifest(from, d.as_str()).await?;
+        let m = client.get_manifest(from, &d.as_str()).await?;
         match crate::storage::snapshot::parse_manifest(&m.body).1 {
             Content::Index { children } => todo.extend(children),
             Content::Image { config, layers } => {
@@ -224,7 +224,7 @@ async fn push_graph(
     }
     // Children before the indexes that list them.
     for m in order.iter().rev() {
-        client.put_manifest(to, m.digest.as_str(), &m.media_type, &m.body).await?;
+        client.put_manifest(to, &m.digest.as_str(), &m.media_type, &m.body).await?;
         report.manifests_pushed += 1;
     }
     Ok(order.swap_remove(0))

@@ -17,7 +17,7 @@ impl RegistryClient {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => Ok(Some(header(&resp, CONTENT_LENGTH).parse().unwrap_or(0))),
             _ => Err(self
-                .fail(resp, format!("HEAD blob {repo}@{digest}"), Subject::Blob { repository: repo, digest: digest.as_str() })
+                .fail(resp, format!("HEAD blob {repo}@{digest}"), Subject::Blob { repository: repo, digest: &digest.as_str() })
                 .await),
         }
     }
@@ -28,7 +28,7 @@ impl RegistryClient {
         if resp.status().is_success() {
             Ok(resp)
         } else {
-            Err(self.fail(resp, format!("GET blob {repo}@{digest}"), Subject::Blob { repository: repo, digest: digest.as_str() }).await)
+            Err(self.fail(resp, format!("GET blob {repo}@{digest}"), Subject::Blob { repository: repo, digest: &digest.as_str() }).await)
         }
     }
 
@@ -81,7 +81,7 @@ impl RegistryClient {
                 .fail(
                     resp,
                     format!("mount blob {digest} from {from} into {repo}"),
-                    Subject::Blob { repository: repo, digest: digest.as_str() },
+                    Subject::Blob { repository: repo, digest: &digest.as_str() },
                 )
                 .await),
         }
@@ -90,7 +90,7 @@ impl RegistryClient {
     /// Uploads a blob (POST, then one monolithic `PUT <Location>?digest=`); returns its digest.
     pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> Result<Digest, RegistryError> {
         let digest = Digest::of(bytes);
-        let subject = Subject::Blob { repository: repo, digest: digest.as_str() };
+        let subject = Subject::Blob { repository: repo, digest: &digest.as_str() };
         let resp = self.start_upload(repo).await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.fail(resp, format!("start a blob upload to {repo}"), subject).await);

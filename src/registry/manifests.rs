@@ -57,7 +57,7 @@ impl RegistryClient {
         let digest = Digest::of(&body);
         let requested = if is_digest(reference) { reference } else { "" };
         for expected in [reported.as_str(), requested].into_iter().filter(|e| !e.is_empty()) {
-            if expected != digest.as_str() {
+            if *digest.as_str() != *expected {
                 return Err(RegistryError::DigestMismatch {
                     what: format!("manifest {repo}:{reference}"),
                     expected: expected.to_string(),
@@ -85,7 +85,7 @@ impl RegistryClient {
             status: 200,
             body: format!("Docker-Content-Digest: {e}"),
         })?;
-        if is_digest(reference) && reference != digest.as_str() {
+        if is_digest(reference) && *digest.as_str() != *reference {
             return Err(RegistryError::DigestMismatch { what, expected: reference.to_string(), actual: digest.to_string() });
         }
         let size = header(&resp, reqwest::header::CONTENT_LENGTH).parse().unwrap_or(0);
@@ -103,7 +103,7 @@ impl RegistryClient {
                 Ok(DeleteOutcome::Deleted)
             }
             StatusCode::NOT_FOUND => {
-                let subject = Subject::Manifest { repository: repo, reference: digest.as_str() };
+                let subject = Subject::Manifest { repository: repo, reference: &digest.as_str() };
                 let error = self.fail(resp, format!("DELETE manifest {repo}@{digest}"), subject).await;
                 match error {
                     RegistryError::ManifestUnknown { .. } => Ok(DeleteOutcome::AlreadyGone),
@@ -111,7 +111,7 @@ impl RegistryClient {
                 }
             }
             _ => Err(self
-                .fail(resp, format!("DELETE manifest {repo}@{digest}"), Subject::Manifest { repository: repo, reference: digest.as_str() })
+                .fail(resp, format!("DELETE manifest {repo}@{digest}"), Subject::Manifest { repository: repo, reference: &digest.as_str() })
                 .await),
         }
     }
@@ -127,7 +127,7 @@ impl RegistryClient {
         }
         let digest = Digest::of(body);
         let stored = header(&resp, DIGEST_HEADER);
-        if !stored.is_empty() && stored != digest.as_str() {
+        if !stored.is_empty() && *stored != *digest.as_str() {
             return Err(RegistryError::DigestMismatch { what, expected: digest.to_string(), actual: stored });
         }
         Ok(digest)

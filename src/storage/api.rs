@@ -83,7 +83,7 @@ async fn read_tag(
     let mut manifest = read_manifest(client, repo, tag).await?;
     let mut children = Vec::new();
     for child in manifest.children().to_vec() {
-        children.push(read_manifest(client, repo, child.as_str()).await?);
+        children.push(read_manifest(client, repo, &child.as_str()).await?);
     }
     if ages == Ages::Config {
         // An index's age is that of its first image's config.

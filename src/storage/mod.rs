@@ -2,6 +2,7 @@
 //! GC's litter, and measuring its size.
 
 pub mod api;
+pub mod blobs;
 pub mod entry;
 pub mod layout;
 pub mod prune;

@@ -823,21 +823,21 @@ mod tests {
         let gone = Digest::of(b"gone");
         touch(&layout.blob_data(&live), "live");
         // team-a: a live tag whose history names a deleted manifest, plus litter.
-        touch(&layout.revision_link("team-a", &live), live.as_str());
-        touch(&layout.tag_current_link("team-a", "v1"), live.as_str());
-        touch(&layout.tag_index("team-a", "v1").join(live.hex()).join("link"), live.as_str());
-        touch(&layout.tag_index("team-a", "v1").join(gone.hex()).join("link"), gone.as_str());
+        touch(&layout.revision_link("team-a", &live), &live.as_str());
+        touch(&layout.tag_current_link("team-a", "v1"), &live.as_str());
+        touch(&layout.tag_index("team-a", "v1").join(live.hex()).join("link"), &live.as_str());
+        touch(&layout.tag_index("team-a", "v1").join(gone.hex()).join("link"), &gone.as_str());
         // A tag whose only history is a deleted manifest, without a current link.
-        touch(&layout.tag_index("team-a", "old").join(gone.hex()).join("link"), gone.as_str());
+        touch(&layout.tag_index("team-a", "old").join(gone.hex()).join("link"), &gone.as_str());
         fs::create_dir_all(layout.revisions("team-a").join(gone.hex())).unwrap();
-        touch(&layout.layers("team-a").join(live.hex()).join("link"), live.as_str());
-        touch(&layout.layers("team-a").join(gone.hex()).join("link"), gone.as_str());
+        touch(&layout.layers("team-a").join(live.hex()).join("link"), &live.as_str());
+        touch(&layout.layers("team-a").join(gone.hex()).join("link"), &gone.as_str());
         touch(&layout.uploads("team-a").join("old-upload").join("startedat"), "2020-01-01T00:00:00Z");
         touch(&layout.uploads("team-a").join("new-upload").join("startedat"), &chrono::Utc::now().to_rfc3339());
         // team-a/app, nested in team-a: emptied completely.
         fs::create_dir_all(layout.revisions("team-a/app").join(gone.hex())).unwrap();
         fs::create_dir_all(layout.tags("team-a/app")).unwrap();
-        touch(&layout.layers("team-a/app").join(gone.hex()).join("link"), gone.as_str());
+        touch(&layout.layers("team-a/app").join(gone.hex()).join("link"), &gone.as_str());
         fs::create_dir_all(layout.uploads("team-a/app")).unwrap();
         // solo/x: emptied, under a parent directory that is not a repository.
         fs::create_dir_all(layout.revisions("solo/x").join(gone.hex())).unwrap();
@@ -927,8 +927,8 @@ mod tests {
         let layout = Layout::new(dir.path());
         let live = Digest::of(b"live");
         touch(&layout.blob_data(&live), "live");
-        touch(&layout.revision_link("team-a/app", &live), live.as_str());
-        touch(&layout.tag_current_link("team-a/app", "v1"), live.as_str());
+        touch(&layout.revision_link("team-a/app", &live), &live.as_str());
+        touch(&layout.tag_current_link("team-a/app", "v1"), &live.as_str());
         fs::create_dir_all(layout.revisions("team-a").join(Digest::of(b"gone").hex())).unwrap();
         let report = prune(&layout, &PruneOptions::default());
         assert_eq!(report.repositories_removed, vec!["team-a".to_string()]);
@@ -1008,10 +1008,10 @@ mod tests {
         let rev = layout.revisions("app").join(gone.hex());
         touch(&rev.join("notes.txt"), "why this revision matters");
         let tag = layout.tags("app").join("old");
-        touch(&tag.join("index/sha256").join(gone.hex()).join("link"), gone.as_str());
+        touch(&tag.join("index/sha256").join(gone.hex()).join("link"), &gone.as_str());
         touch(&tag.join("README"), "hand-written");
         let layer = layout.layers("app").join(gone.hex());
-        touch(&layer.join("link"), gone.as_str());
+        touch(&layer.join("link"), &gone.as_str());
         touch(&layout.layers("app").join("notes.txt"), "beside a layer link");
         touch(&layout.uploads("app").join("old").join("startedat"), "2020-01-01T00:00:00Z");
         touch(&layout.uploads("app").join("old").join("keep-me"), "x");
@@ -1037,23 +1037,23 @@ mod tests {
         let layout = Layout::new(dir.path());
         let (live, deleted, config, older) = (Digest::of(b"live"), Digest::of(b"deleted"), Digest::of(b"config"), Digest::of(b"older"));
         touch(&layout.blob_data(&live), "live");
-        touch(&layout.revision_link("app", &live), live.as_str());
-        touch(&layout.tag_current_link("app", "v1"), live.as_str());
-        touch(&layout.tag_index("app", "v1").join(live.hex()).join("link"), live.as_str());
+        touch(&layout.revision_link("app", &live), &live.as_str());
+        touch(&layout.tag_current_link("app", "v1"), &live.as_str());
+        touch(&layout.tag_index("app", "v1").join(live.hex()).join("link"), &live.as_str());
         // What this sweep left: a deleted revision, its config's dangling layer link, a kept
         // tag's history naming the deleted manifest.
         fs::create_dir_all(layout.revisions("app").join(deleted.hex())).unwrap();
-        touch(&layout.layers("app").join(config.hex()).join("link"), config.as_str());
-        touch(&layout.tag_index("app", "v1").join(deleted.hex()).join("link"), deleted.as_str());
+        touch(&layout.layers("app").join(config.hex()).join("link"), &config.as_str());
+        touch(&layout.tag_index("app", "v1").join(deleted.hex()).join("link"), &deleted.as_str());
         // Litter from long ago, in the same repository: not this sweep's.
         fs::create_dir_all(layout.revisions("app").join(older.hex())).unwrap();
-        touch(&layout.layers("app").join(older.hex()).join("link"), older.as_str());
+        touch(&layout.layers("app").join(older.hex()).join("link"), &older.as_str());
         // A repository the sweep emptied, and one it never touched.
         fs::create_dir_all(layout.revisions("gone").join(deleted.hex())).unwrap();
-        touch(&layout.layers("gone").join(config.hex()).join("link"), config.as_str());
+        touch(&layout.layers("gone").join(config.hex()).join("link"), &config.as_str());
         fs::create_dir_all(layout.revisions("other").join(older.hex())).unwrap();
-        touch(&layout.tag_current_link("other", "v1"), live.as_str());
-        touch(&layout.revision_link("other", &live), live.as_str());
+        touch(&layout.tag_current_link("other", "v1"), &live.as_str());
+        touch(&layout.revision_link("other", &live), &live.as_str());
         fs::create_dir_all(layout.blobs().join(&config.hex()[..2])).unwrap();
 
         let changed = |emptied| Changed {
@@ -1092,13 +1092,13 @@ mod tests {
         let layout = Layout::new(dir.path().join("storage"));
         let outside = dir.path().join("outside");
         let (live, deleted, config) = (Digest::of(b"live"), Digest::of(b"deleted"), Digest::of(b"config"));
-        touch(&layout.revision_link("app", &live), live.as_str());
-        touch(&layout.tag_current_link("app", "v1"), live.as_str());
+        touch(&layout.revision_link("app", &live), &live.as_str());
+        touch(&layout.tag_current_link("app", "v1"), &live.as_str());
         fs::create_dir_all(layout.revisions("app").join(deleted.hex())).unwrap();
         // `_layers` and the tag's `index` lead outside, to what looks exactly like this sweep's
         // litter there.
-        touch(&outside.join("layers/sha256").join(config.hex()).join("link"), config.as_str());
-        touch(&outside.join("index/sha256").join(deleted.hex()).join("link"), deleted.as_str());
+        touch(&outside.join("layers/sha256").join(config.hex()).join("link"), &config.as_str());
+        touch(&outside.join("index/sha256").join(deleted.hex()).join("link"), &deleted.as_str());
         std::os::unix::fs::symlink(outside.join("layers"), layout.repository("app").join("_layers")).unwrap();
         std::os::unix::fs::symlink(outside.join("index"), layout.tags("app").join("v1/index")).unwrap();
         fs::create_dir_all(layout.blobs()).unwrap();
@@ -1132,17 +1132,17 @@ mod tests {
         let layout = Layout::new(dir.path());
         let (live, gone) = (Digest::of(b"live"), Digest::of(b"gone"));
         touch(&layout.blob_data(&live), "live");
-        touch(&layout.revision_link("app", &live), live.as_str());
-        touch(&layout.tag_current_link("app", "v1"), live.as_str());
-        touch(&layout.tag_index("app", "v1").join(live.hex()).join("link"), live.as_str());
+        touch(&layout.revision_link("app", &live), &live.as_str());
+        touch(&layout.tag_current_link("app", "v1"), &live.as_str());
+        touch(&layout.tag_index("app", "v1").join(live.hex()).join("link"), &live.as_str());
         // The registry unlinked `gone` and was stopped before it removed the tags naming it.
         for t in ["dead", "dead-too"] {
-            touch(&layout.tag_current_link("app", t), gone.as_str());
-            touch(&layout.tag_index("app", t).join(gone.hex()).join("link"), gone.as_str());
+            touch(&layout.tag_current_link("app", t), &gone.as_str());
+            touch(&layout.tag_index("app", t).join(gone.hex()).join("link"), &gone.as_str());
         }
         // A dead tag whose history still names a live revision: the tag goes, the revision stays.
-        touch(&layout.tag_current_link("app", "moved"), gone.as_str());
-        touch(&layout.tag_index("app", "moved").join(live.hex()).join("link"), live.as_str());
+        touch(&layout.tag_current_link("app", "moved"), &gone.as_str());
+        touch(&layout.tag_index("app", "moved").join(live.hex()).join("link"), &live.as_str());
         fs::create_dir_all(layout.revisions("app").join(gone.hex())).unwrap();
         let report = prune(&layout, &PruneOptions::default());
         for t in ["dead", "dead-too", "moved"] {

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use super::blobs::Blobs;
 use super::entry::{self, BadLink, Kind, Listing};
 use super::layout::{Layout, RESERVED_DIRS};
 use super::snapshot::{Content, Manifest, Repository, Snapshot, SnapshotProblem, Tag, parse_manifest};
@@ -24,20 +25,42 @@ const REPAIR: &str = "move it out of the storage (or restore it from a backup), 
 /// Reads the whole storage. Unreadable or malformed entries become [`SnapshotProblem`]s; only
 /// a storage root that does not look like a registry at all is an error.
 pub fn read_storage(layout: &Layout) -> Result<Snapshot, String> {
+    let read = read_each(layout, |repo, _| repo)?;
+    let mut snap = Snapshot {
+        source: layout.root().display().to_string(),
+        sees_untagged: true,
+        blobs: read.blobs,
+        problems: read.problems,
+        ..Default::default()
+    };
+    snap.repositories = read.repositories.into_iter().map(|r| (r.name.clone(), r)).collect();
+    Ok(snap)
+}
+
+/// What [`read_each`] read: the blob store, the problems found, and what `each` made of every
+/// repository, in name order.
+pub struct ReadEach<T> {
+    pub blobs: Blobs,
+    pub problems: Vec<SnapshotProblem>,
+    pub repositories: Vec<T>,
+}
+
+/// Reads the storage repository by repository: the blob store first (`each` may need its
+/// sizes), then every repository, each handed to `each` as soon as it is read, so a caller
+/// that keeps only what it needs of each never holds the whole storage.
+///
+/// Several readers at once: on a cold page cache the walk waits on the disk, which serves
+/// many small reads in parallel far faster than one after another. Results are merged in
+/// a fixed order, so nothing depends on the scheduling.
+pub fn read_each<T: Send>(layout: &Layout, each: impl Fn(Repository, &Blobs) -> T + Sync) -> Result<ReadEach<T>, String> {
     check_root(layout)?;
-    let mut snap = Snapshot { source: layout.root().display().to_string(), sees_untagged: true, ..Default::default() };
+    let mut problems = Vec::new();
     let mut names = Vec::new();
-    find_repositories(&layout.repositories(), "", &mut names, &mut snap.problems);
-    // Several readers at once: on a cold page cache the walk waits on the disk, which serves
-    // many small reads in parallel far faster than one after another. Results are merged in
-    // a fixed order, so the snapshot does not depend on the scheduling.
+    find_repositories(&layout.repositories(), "", &mut names, &mut problems);
+    let (blobs, blob_problems) = read_blob_sizes(layout);
+    problems.extend(blob_problems);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let (blobs, repos) = std::thread::scope(|scope| {
-        let blobs = scope.spawn(|| {
-            let mut part = Snapshot::default();
-            read_blob_sizes(layout, &mut part);
-            part
-        });
+    let mut repos = std::thread::scope(|scope| {
         let readers: Vec<_> = (0..READERS)
             .map(|_| {
                 scope.spawn(|| {
@@ -47,26 +70,24 @@ pub fn read_storage(layout: &Layout) -> Result<Snapshot, String> {
                         let Some(name) = names.get(i) else { break };
                         let mut problems = Vec::new();
                         let repo = read_repository(layout, name, &mut problems);
-                        out.push((i, repo, problems));
+                        out.push((i, each(repo, &blobs), problems));
                     }
                     out
                 })
             })
             .collect();
-        let mut repos: Vec<_> = readers.into_iter().flat_map(|r| r.join().expect("a storage reader panicked")).collect();
-        repos.sort_by_key(|(i, _, _)| *i);
-        (blobs.join().expect("the blob reader panicked"), repos)
+        readers.into_iter().flat_map(|r| r.join().expect("a storage reader panicked")).collect::<Vec<_>>()
     });
-    snap.blobs = blobs.blobs;
-    snap.problems.extend(blobs.problems);
-    for (_, repo, problems) in repos {
-        snap.problems.extend(problems);
-        snap.repositories.insert(repo.name.clone(), repo);
+    repos.sort_by_key(|(i, _, _)| *i);
+    let mut repositories = Vec::with_capacity(repos.len());
+    for (_, made, found) in repos {
+        problems.extend(found);
+        repositories.push(made);
     }
-    Ok(snap)
+    Ok(ReadEach { blobs, problems, repositories })
 }
 
-/// Repository readers; the blob store is read beside them.
+/// Readers of the blob store, then of the repositories.
 const READERS: usize = 8;
 
 /// The storage root must be an absolute path to a directory holding `docker/registry/v2`.
@@ -138,58 +159,87 @@ fn symlink_loops(link: &Path) -> bool {
     fs::canonicalize(parent).is_ok_and(|parent| parent.starts_with(&target))
 }
 
-/// `blobs/sha256/<xx>/<hex>/data` sizes. A blob directory garbage-collect would choke on
-/// (not 64 hex, or under the wrong prefix, with content) blocks the sweep.
-fn read_blob_sizes(layout: &Layout, snap: &mut Snapshot) {
+/// `blobs/sha256/<xx>/<hex>/data` sizes, the prefixes read by several readers. A blob
+/// directory garbage-collect would choke on (not 64 hex, or under the wrong prefix, with
+/// content) blocks the sweep.
+fn read_blob_sizes(layout: &Layout) -> (Blobs, Vec<SnapshotProblem>) {
     let blobs = layout.blobs();
+    let mut problems = Vec::new();
     let prefixes = match entry::list(&blobs) {
-        Listing::Missing => return,
+        Listing::Missing => return (Blobs::default(), problems),
         Listing::Entries(e) => e,
         Listing::Unusable(why) => {
-            problem(&mut snap.problems, &blobs, why, true);
-            return;
+            problem(&mut problems, &blobs, why, true);
+            return (Blobs::default(), problems);
         }
     };
-    for prefix in prefixes {
-        match prefix.kind {
-            Kind::Dir => {}
-            Kind::Symlink => {
-                problem(&mut snap.problems, &prefix.path, format!("is a symlink; garbage-collect fails on it; {REPAIR}"), true);
-                continue;
-            }
-            // A stray file here is ignored by garbage-collect, and so by regsweep.
-            Kind::File | Kind::Special => continue,
-        }
-        let entries = match entry::list(&prefix.path) {
-            Listing::Entries(e) => e,
-            Listing::Missing => continue,
-            Listing::Unusable(why) => {
-                problem(&mut snap.problems, &prefix.path, why, true);
-                continue;
-            }
-        };
-        for blob in entries.into_iter().filter(|e| e.kind != Kind::File) {
-            let data = blob.path.join("data");
-            let digest = Digest::from_hex(&blob.name).ok().filter(|_| blob.name.starts_with(&prefix.name));
-            match (digest, blob.kind) {
-                (Some(d), Kind::Dir) => match fs::symlink_metadata(&data) {
-                    Ok(m) if m.is_file() => {
-                        snap.blobs.insert(d, m.len());
+    // One table filled in place by every reader (a part per reader, then a copy, would hold
+    // it twice at the peak).
+    let table = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut found: Vec<(usize, Vec<SnapshotProblem>)> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(prefix) = prefixes.get(i) else { break };
+                        let mut problems = Vec::new();
+                        let sizes = read_blob_prefix(prefix, &mut problems);
+                        table.lock().expect("the blob table").extend(sizes);
+                        out.push((i, problems));
                     }
-                    Ok(m) => problem(&mut snap.problems, &data, format!("is {}, not a blob", Kind::of(m.file_type()).describe()), false),
-                    // A blob directory without data is GC litter, not a blob.
-                    Err(_) => {}
-                },
-                (_, Kind::Dir) if matches!(entry::list(&blob.path), Listing::Entries(e) if e.is_empty()) => {}
-                (_, k) => problem(
-                    &mut snap.problems,
-                    &blob.path,
-                    format!("is {} that is not a blob of this prefix; garbage-collect fails on it; {REPAIR}", k.describe()),
-                    true,
-                ),
-            }
+                    out
+                })
+            })
+            .collect();
+        readers.into_iter().flat_map(|r| r.join().expect("a blob reader panicked")).collect()
+    });
+    found.sort_by_key(|(i, _)| *i);
+    problems.extend(found.into_iter().flat_map(|(_, p)| p));
+    (Blobs::from_unsorted(table.into_inner().expect("the blob table")), problems)
+}
+
+fn read_blob_prefix(prefix: &entry::Entry, problems: &mut Vec<SnapshotProblem>) -> Vec<(Digest, u64)> {
+    let mut sizes = Vec::new();
+    match prefix.kind {
+        Kind::Dir => {}
+        Kind::Symlink => {
+            problem(problems, &prefix.path, format!("is a symlink; garbage-collect fails on it; {REPAIR}"), true);
+            return sizes;
+        }
+        // A stray file here is ignored by garbage-collect, and so by regsweep.
+        Kind::File | Kind::Special => return sizes,
+    }
+    let entries = match entry::list(&prefix.path) {
+        Listing::Entries(e) => e,
+        Listing::Missing => return sizes,
+        Listing::Unusable(why) => {
+            problem(problems, &prefix.path, why, true);
+            return sizes;
+        }
+    };
+    for blob in entries.into_iter().filter(|e| e.kind != Kind::File) {
+        let data = blob.path.join("data");
+        let digest = Digest::from_hex(&blob.name).ok().filter(|_| blob.name.starts_with(&prefix.name));
+        match (digest, blob.kind) {
+            (Some(d), Kind::Dir) => match fs::symlink_metadata(&data) {
+                Ok(m) if m.is_file() => sizes.push((d, m.len())),
+                Ok(m) => problem(problems, &data, format!("is {}, not a blob", Kind::of(m.file_type()).describe()), false),
+                // A blob directory without data is GC litter, not a blob.
+                Err(_) => {}
+            },
+            (_, Kind::Dir) if matches!(entry::list(&blob.path), Listing::Entries(e) if e.is_empty()) => {}
+            (_, k) => problem(
+                problems,
+                &blob.path,
+                format!("is {} that is not a blob of this prefix; garbage-collect fails on it; {REPAIR}", k.describe()),
+                true,
+            ),
         }
     }
+    sizes
 }
 
 /// Records an entry that leaves the repository's tags unproven.
@@ -362,13 +412,13 @@ mod tests {
                 &layout.blob_data(d),
                 r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1},"layers":[]}"#,
             );
-            touch(&layout.revision_link("app", d), d.as_str());
+            touch(&layout.revision_link("app", d), &d.as_str());
         }
-        touch(&layout.tag_current_link("app", "latest"), now.as_str());
+        touch(&layout.tag_current_link("app", "latest"), &now.as_str());
         for d in [&now, &before] {
-            touch(&layout.tag_index("app", "latest").join(d.hex()).join("link"), d.as_str());
+            touch(&layout.tag_index("app", "latest").join(d.hex()).join("link"), &d.as_str());
         }
-        touch(&layout.tag_current_link("app", "v1"), before.as_str());
+        touch(&layout.tag_current_link("app", "v1"), &before.as_str());
         let snap = read_storage(&layout).unwrap();
         let repo = &snap.repositories["app"];
         assert_eq!(repo.history, vec![("latest".to_string(), before.clone())], "only entries naming another manifest than the tag now");

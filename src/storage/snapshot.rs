@@ -1,7 +1,7 @@
 //! The in-memory picture of a registry the planner works on: repositories, tags with push
 //! times, every manifest revision (tagged or not) with what it references, and blob sizes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,7 +18,7 @@ pub struct Snapshot {
     pub times: TimeSource,
     pub repositories: BTreeMap<String, Repository>,
     /// Size of every blob in the blob store (manifests included), by digest.
-    pub blobs: HashMap<Digest, u64>,
+    pub blobs: super::blobs::Blobs,
     /// Entries that could not be read or made sense of; the snapshot carries on without them.
     pub problems: Vec<SnapshotProblem>,
 }
@@ -135,7 +135,7 @@ impl Snapshot {
     }
 
     pub fn blob_bytes(&self) -> u64 {
-        self.blobs.values().sum()
+        self.blobs.total_bytes()
     }
 
     /// The entries garbage-collect cannot get past.

@@ -71,7 +71,7 @@ async fn push_model(client: &RegistryClient, layout: &Layout, model: &Model) -> 
                 }
             }
             let got = client
-                .put_manifest(&repo.name, m.digest.as_str(), &m.media_type, &m.body)
+                .put_manifest(&repo.name, &m.digest.as_str(), &m.media_type, &m.body)
                 .await
                 .map_err(e(format!("push manifest {} to {}", m.digest, repo.name)))?;
             if got != m.digest {
@@ -259,7 +259,7 @@ async fn sweep(case: &Case, mode: Mode, deleted: &mut (usize, usize, u64)) -> Re
     for (r, e) in &expect.repos {
         let repo = &case.model.repos[r];
         for (d, x) in &e.manifests {
-            let head = client.head_manifest(r, d.as_str()).await.map_err(|e| format!("HEAD {r}@{d}: {e}"))?;
+            let head = client.head_manifest(r, &d.as_str()).await.map_err(|e| format!("HEAD {r}@{d}: {e}"))?;
             match (x.want, head) {
                 (Want::Keep, None) => v.push(format!("{r}@{} must stay ({}) but is gone", d.short(), x.why)),
                 (Want::Delete, Some(_)) => v.push(format!("{r}@{} must go ({}) but is still there", d.short(), x.why)),
@@ -334,7 +334,7 @@ async fn restore_all(
     }
     for r in &plan.repositories {
         for m in r.manifests.iter().filter(|m| m.action == Action::Delete) {
-            match client.head_manifest(&r.name, m.digest.as_str()).await {
+            match client.head_manifest(&r.name, &m.digest.as_str()).await {
                 Ok(Some(_)) => {}
                 Ok(None) => v.push(format!("{}@{} was deleted and is not back after the restore", r.name, m.digest.short())),
                 Err(e) => v.push(format!("HEAD {}@{}: {e}", r.name, m.digest.short())),

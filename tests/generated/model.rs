@@ -605,7 +605,7 @@ impl Model {
                 let tags = r.tags_on(&m.digest);
                 let _ = write!(s, "    {} {:?} {} age {}", m.digest.short(), m.role, short_type(&m.media_type), age(m.pushed));
                 if !m.children().is_empty() {
-                    let _ = write!(s, " children [{}]", m.children().iter().map(|c| c.short()).collect::<Vec<_>>().join(" "));
+                    let _ = write!(s, " children [{}]", m.children().iter().map(|c| c.short().to_string()).collect::<Vec<_>>().join(" "));
                 }
                 if let Some(sub) = &m.subject {
                     let _ = write!(s, " subject {}{}", sub.short(), if r.manifests.contains_key(sub) { "" } else { " (absent)" });

@@ -215,7 +215,7 @@ fn expect_repo(repo: &RepoM, policy: &GenPolicy, refs: &[GenRef], now: DateTime<
             let Some(m) = repo.manifests.get(&d) else { continue };
             work.extend(m.children().iter().filter(|c| repo.manifests.contains_key(*c)).cloned());
             work.extend(repo.manifests.values().filter(|r| r.subject.as_ref() == Some(&d)).map(|r| r.digest.clone()));
-            work.extend(repo.tags.values().filter(|t| cosign_subject(&t.name) == Some(d.hex())).map(|t| t.digest.clone()));
+            work.extend(repo.tags.values().filter(|t| cosign_subject(&t.name) == Some(&*d.hex())).map(|t| t.digest.clone()));
         }
         kept
     };

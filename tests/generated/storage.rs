@@ -142,7 +142,8 @@ pub fn damage(layout: &Layout, repo: &str, tag: &str, digest: &Digest, kind: Dam
     let backup = scratch.join("tags-backup");
     copy_dir(&tags_dir, &backup);
     let link = layout.tag_current_link(repo, tag);
-    let right = digest.as_str().as_bytes();
+    let text = digest.as_str();
+    let right = text.as_bytes();
     let path = if kind == Damage::TagsDirIsFile { tags_dir.clone() } else { link.clone() };
     match kind {
         Damage::EmptyLink => std::fs::write(&link, b"").unwrap(),
