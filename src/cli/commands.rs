@@ -131,6 +131,8 @@ pub async fn run(command: Command) -> CliResult {
                 approved,
                 approved_run,
                 save_plan,
+                // Every decision only where it is shown or written.
+                full_plan: plan_file.is_some() || (dry_run && matches!(output, Output::Table)),
             };
             let outcome = run_maintenance(opts).await.map_err(|e| Failure {
                 exit_code: match &e {

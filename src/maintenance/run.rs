@@ -85,6 +85,11 @@ pub struct MaintenanceOptions {
     pub approved_run: Option<String>,
     /// Save this run's plan on the storage for review (see [`super::review`]).
     pub save_plan: bool,
+    /// The outcome's plan lists every decision. Without it (nothing shows or writes the
+    /// plan, and no review saves it) it lists what is deleted and counts the
+    /// rest, which holds a 200,000-tag sweep's memory down (see
+    /// [`plan::RepositoryPlan::only_deletions`]); a saved plan is always whole.
+    pub full_plan: bool,
 }
 
 impl MaintenanceOptions {
@@ -109,6 +114,7 @@ impl MaintenanceOptions {
             approved: None,
             approved_run: None,
             save_plan: false,
+            full_plan: true,
         }
     }
 }
@@ -218,6 +224,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
             Some(approval) => approval.restrict(&planner, &repo),
             None => planner.decide(&repo),
         };
+        let decisions = if opts.full_plan || opts.save_plan { decisions } else { decisions.only_deletions() };
         let changed = changed_in(&decisions, Some(&repo));
         let batch = run.and_then(|run| crate::quarantine::prepare::prepare_repository(&decisions, &repo, blobs, run));
         planner.gather(gathered.get_or_init(|| plan::Gathered::new(blobs)), blobs, &repo, decisions);

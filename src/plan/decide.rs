@@ -251,7 +251,7 @@ pub(super) fn decide_repository(
             TagDecision { tag: tag.name.clone(), digest: tag.digest.clone(), pushed: tag.pushed, action, reason }
         })
         .collect();
-    RepositoryPlan { name: repo.name.clone(), rule: Some(rule.index), tags, manifests }
+    RepositoryPlan { name: repo.name.clone(), rule: Some(rule.index), tags, manifests, left_out: Default::default() }
 }
 
 /// Keeps, transitively, what the manifests in `work` reference or what refers to them.
@@ -311,5 +311,6 @@ pub(super) fn keep_everything(repo: &Repository, reason: &str) -> RepositoryPlan
                 delete_rank: 0,
             })
             .collect(),
+        left_out: Default::default(),
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::{Action, Plan};
+use super::{Action, Plan, RepositoryPlan};
 use crate::policy::spec::Limits;
 
 /// How many repositories the message names, those with the most deletions first.
@@ -45,7 +45,7 @@ impl fmt::Display for OverLimit {
 /// `Err` when the plan exceeds a limit.
 pub fn check(limits: &Limits, plan: &Plan) -> Result<(), OverLimit> {
     let matched = plan.repositories.iter().filter(|r| r.rule.is_some());
-    let tags_matched: usize = matched.clone().map(|r| r.tags.len()).sum();
+    let tags_matched: usize = matched.clone().map(RepositoryPlan::tag_count).sum();
     // A repository no rule matches deletes nothing.
     let tags_deleted: usize = matched.flat_map(|r| &r.tags).filter(|t| t.action == Action::Delete).count();
     let over_count = limits.max_deleted_tags.filter(|&max| tags_deleted as u64 > max).map(|max| format!("maxDeletedTags {max}"));
@@ -71,7 +71,7 @@ mod tests {
             reason: String::new(),
         };
         let tags = (0..kept).map(|i| tag(i, Action::Keep)).chain((kept..kept + deleted).map(|i| tag(i, Action::Delete))).collect();
-        RepositoryPlan { name: name.into(), rule, tags, manifests: Vec::new() }
+        RepositoryPlan { name: name.into(), rule, tags, manifests: Vec::new(), left_out: Default::default() }
     }
 
     fn plan(repos: Vec<RepositoryPlan>) -> Plan {

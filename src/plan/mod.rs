@@ -74,6 +74,16 @@ pub struct RepositoryPlan {
     pub rule: Option<usize>,
     pub tags: Vec<TagDecision>,
     pub manifests: Vec<ManifestDecision>,
+    /// Kept tags and manifests counted but not listed: see [`RepositoryPlan::only_deletions`].
+    #[serde(skip)]
+    pub left_out: LeftOut,
+}
+
+/// How many kept decisions a repository's plan counts without listing them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    pub tags: usize,
+    pub manifests: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -164,6 +174,27 @@ impl Plan {
 }
 
 impl RepositoryPlan {
+    /// The same decisions for a run that only carries them out: the deletions, and every kept
+    /// tag on a deleted manifest's digest (the untag step refuses to remove those), while the
+    /// other kept decisions are only counted. A sweep of 200,000 tags then holds its plan in a
+    /// fraction of the memory; the summary, the id and the limits come out the same.
+    pub fn only_deletions(mut self) -> RepositoryPlan {
+        let deleted: BTreeSet<Digest> = self.manifests.iter().filter(|m| m.action == Action::Delete).map(|m| m.digest).collect();
+        let (tags, manifests) = (self.tags.len(), self.manifests.len());
+        self.tags.retain(|t| t.action == Action::Delete || deleted.contains(&t.digest));
+        self.manifests.retain(|m| m.action == Action::Delete);
+        self.tags.shrink_to_fit();
+        self.manifests.shrink_to_fit();
+        self.left_out.tags += tags - self.tags.len();
+        self.left_out.manifests += manifests - self.manifests.len();
+        self
+    }
+
+    /// Every tag of the repository, listed or not.
+    pub fn tag_count(&self) -> usize {
+        self.tags.len() + self.left_out.tags
+    }
+
     pub fn tag(&self, tag: &str) -> Option<&TagDecision> {
         self.tags.iter().find(|t| t.tag == tag)
     }
@@ -247,6 +278,8 @@ impl<'a> Planner<'a> {
         let quarantine = quarantine::summarize(held, &repositories, &incoming, keep_for, held_bytes, now);
         let mut summary = Summary { repositories: repositories.len(), estimate, quarantine, ..Default::default() };
         for r in repositories.iter().filter(|r| !crate::quarantine::is_quarantine(&r.name)) {
+            summary.tags_kept += r.left_out.tags;
+            summary.manifests_kept += r.left_out.manifests;
             for t in &r.tags {
                 match t.action {
                     Action::Keep => summary.tags_kept += 1,

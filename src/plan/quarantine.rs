@@ -192,7 +192,7 @@ pub(super) fn decide(repo: &Repository, incoming: Option<&BTreeSet<Digest>>, now
             TagDecision { tag: t.name.clone(), digest: t.digest.clone(), pushed: t.pushed, action, reason }
         })
         .collect();
-    RepositoryPlan { name: repo.name.clone(), rule: None, tags, manifests }
+    RepositoryPlan { name: repo.name.clone(), rule: None, tags, manifests, left_out: Default::default() }
 }
 
 /// The summary's quarantine part, from the decisions and the estimate's byte counts.

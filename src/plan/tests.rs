@@ -693,3 +693,43 @@ mod quarantine {
         assert!(manifest_action(&p, Q, &only_expired).1.contains("unreadable"));
     }
 }
+
+#[test]
+fn a_plan_listing_only_its_deletions_counts_ids_and_limits_the_same() {
+    let mut reg = Reg::new();
+    for repo in ["app", "tools/cli", "untouched/x"] {
+        for (i, age) in [1, 5, 9, 20, 40, 80].into_iter().enumerate() {
+            reg.tagged(repo, &format!("v{i}"), age);
+        }
+        let shared = reg.tagged(repo, "stable", 100);
+        reg.tag(repo, "old-alias", &shared, 100);
+        reg.image(repo, &format!("{repo}-untagged"), 60);
+    }
+    let rules = vec![rule(|r| {
+        r.repositories = vec!["app".into(), "tools/**".into()];
+        r.keep_latest = Some(3);
+        r.untagged = UntaggedAction::Delete;
+    })];
+    let policy = compile(&RegistryCleanupPolicySpec { rules: rules.clone(), ..Default::default() }).unwrap();
+    let full = run(&reg, rules, &["app:v4"]);
+    let protections = vec![Protection::in_use(ProtectedRef::parse("app:v4").unwrap())];
+    let planner = Planner::new(&policy, &protections, now(), true);
+    let slim = plan_with(&planner, &reg.snap, |r| planner.decide(r).only_deletions());
+
+    assert!(full.summary.tags_deleted > 0 && full.summary.manifests_deleted > 0, "the case deletes something");
+    let listed = |p: &Plan| p.repositories.iter().map(|r| r.tags.len() + r.manifests.len()).sum::<usize>();
+    assert!(listed(&slim) < listed(&full), "kept decisions are left out");
+    assert_eq!(slim.id, full.id);
+    assert_eq!(serde_json::to_value(&slim.summary).unwrap(), serde_json::to_value(&full.summary).unwrap());
+    assert_eq!(slim.deletions(), full.deletions());
+    assert_eq!(slim.largest(5), full.largest(5));
+    for percent in [10, 40, 90] {
+        let limits = crate::policy::spec::Limits { max_deleted_percent: Some(percent), ..Default::default() };
+        let (a, b) = (limits::check(&limits, &slim).err(), limits::check(&limits, &full).err());
+        assert_eq!(a.map(|o| o.to_string()), b.map(|o| o.to_string()), "maxDeletedPercent {percent}");
+    }
+    for r in &slim.repositories {
+        assert!(r.manifests.iter().all(|m| m.action == Action::Delete));
+        assert_eq!(r.tag_count(), full.repository(&r.name).unwrap().tags.len());
+    }
+}
