@@ -160,22 +160,6 @@ pub fn empty_all(layout: &Layout, active: Option<&str>, stop: &AtomicBool) -> Em
     out
 }
 
-/// Puts the calling thread in the idle CPU and I/O classes (`SCHED_IDLE`, `IOPRIO_CLASS_IDLE`):
-/// the emptier's unlinks then take only time the registry's deletes and the collector leave
-/// unused. Measured: at normal priority they took a core and the disk from the delete loop
-/// (0.68–0.79 × a plain DELETE loop). Best effort: what it does not get to, the next run empties.
-fn run_idle() {
-    use nix::libc;
-    // SAFETY: plain syscalls on the calling thread (pid 0) with a valid, zeroed parameter.
-    unsafe {
-        let param: libc::sched_param = std::mem::zeroed();
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
-        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-        libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, IOPRIO_CLASS_IDLE << 13);
-    }
-}
-
 /// Empties the trash in the background, over and over until told to finish: what a run moves
 /// there while the registry deletes and collects is unlinked meanwhile.
 pub struct Emptier {
@@ -194,7 +178,6 @@ impl Emptier {
         let handle = std::thread::Builder::new()
             .name("trash".into())
             .spawn(move || {
-                run_idle();
                 let mut total = Emptied::default();
                 loop {
                     // Read before the pass: a pass that starts after `finish` sees everything.
