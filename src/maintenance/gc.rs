@@ -68,25 +68,104 @@ pub enum GcError {
     TimedOut { secs: u64 },
 }
 
-/// Parses the collector's stdout. `None` when the summary line is missing.
-pub fn parse_output(stdout: &str) -> Option<GcOutcome> {
-    let mut summary = None;
-    let mut eligible = Vec::new();
-    for line in stdout.lines() {
+/// What is kept of the collector's stdout as it is read, line by line: at 200,000 tags it
+/// prints about a million `marking` lines (80 MB), which are counted, not kept.
+#[derive(Default)]
+struct StdoutScan {
+    summary: Option<(usize, usize, usize)>,
+    eligible: Vec<Digest>,
+    tail: Tail,
+}
+
+impl StdoutScan {
+    fn line(&mut self, line: &str) {
         if let Some(rest) = line.trim().strip_prefix("blob eligible for deletion: ") {
             match Digest::parse(rest.trim()) {
-                Ok(d) => eligible.push(d),
+                Ok(d) => self.eligible.push(d),
                 Err(e) => tracing::warn!(line, error = %e, "unexpected garbage-collect output line"),
             }
         } else if let Some(counts) = parse_summary(line.trim()) {
-            summary = Some(counts);
+            self.summary = Some(counts);
         }
+        self.tail.push(line);
     }
-    let (marked, blobs_eligible, manifests_eligible) = summary?;
-    if eligible.len() != blobs_eligible {
-        tracing::warn!(listed = eligible.len(), blobs_eligible, "garbage-collect listed a different number of blobs than it counted");
+
+    fn outcome(self) -> Option<GcOutcome> {
+        let (marked, blobs_eligible, manifests_eligible) = self.summary?;
+        if self.eligible.len() != blobs_eligible {
+            tracing::warn!(
+                listed = self.eligible.len(),
+                blobs_eligible,
+                "garbage-collect listed a different number of blobs than it counted"
+            );
+        }
+        Some(GcOutcome { marked, blobs_eligible, manifests_eligible, eligible_blobs: self.eligible, duration: Duration::ZERO })
     }
-    Some(GcOutcome { marked, blobs_eligible, manifests_eligible, eligible_blobs: eligible, duration: Duration::ZERO })
+}
+
+/// What is kept of its stderr: the blobs it says it deleted (counted), the rest of the lines
+/// (errors) up to a bound, and the tail.
+#[derive(Default)]
+struct StderrScan {
+    /// By the digest at the end of the logged path (a line naming none counts apart).
+    deleted: HashSet<Digest>,
+    deleted_unnamed: usize,
+    other: Vec<String>,
+    tail: Tail,
+}
+
+impl StderrScan {
+    fn line(&mut self, line: &str) {
+        match line.split("Deleting blob: ").nth(1) {
+            Some(path) => match path.trim_end_matches('"').rsplit('/').next().map(Digest::from_hex) {
+                Some(Ok(d)) => {
+                    self.deleted.insert(d);
+                }
+                _ => self.deleted_unnamed += 1,
+            },
+            None if self.other.len() < 1000 => self.other.push(line.to_string()),
+            None => {}
+        }
+        self.tail.push(line);
+    }
+}
+
+/// The last non-empty lines of a stream.
+#[derive(Default)]
+struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        if self.0.len() == ERROR_TAIL_LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back(line.to_string());
+    }
+}
+
+/// Parses the collector's stdout. `None` when the summary line is missing.
+pub fn parse_output(stdout: &str) -> Option<GcOutcome> {
+    let mut scan = StdoutScan::default();
+    stdout.lines().for_each(|l| scan.line(l));
+    scan.outcome()
+}
+
+/// Feeds every line of `stream` to `line`, as it arrives (invalid UTF-8 replaced).
+async fn scan_lines(stream: Option<impl tokio::io::AsyncRead + Unpin>, mut line: impl FnMut(&str)) -> std::io::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let Some(stream) = stream else { return Ok(()) };
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).await? == 0 {
+            return Ok(());
+        }
+        line(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']));
+    }
 }
 
 /// `N blobs marked, M blobs and K manifests eligible for deletion`.
@@ -103,8 +182,17 @@ fn is_empty_storage_failure(stderr: &str) -> bool {
     stderr.contains("Path not found: /docker/registry/v2/repositories") || stderr.contains("Path not found: /docker/registry/v2/blobs")
 }
 
+#[cfg(test)]
 fn tail(stdout: &str, stderr: &str) -> String {
-    let lines: Vec<&str> = stdout.lines().chain(stderr.lines()).filter(|l| !l.trim().is_empty()).collect();
+    let (mut out, mut err) = (Tail::default(), Tail::default());
+    stdout.lines().for_each(|l| out.push(l));
+    stderr.lines().for_each(|l| err.push(l));
+    joined_tail(&out, &err)
+}
+
+/// The last lines of stdout then stderr, as one text.
+fn joined_tail(stdout: &Tail, stderr: &Tail) -> String {
+    let lines: Vec<&str> = stdout.0.iter().chain(stderr.0.iter()).map(String::as_str).collect();
     lines[lines.len().saturating_sub(ERROR_TAIL_LINES)..].join("\n")
 }
 
@@ -132,7 +220,7 @@ pub async fn run_gc_with(
     }
     cmd.arg(config).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     tracing::info!(bin = %bin.display(), config = %config.display(), dry_run, "running registry garbage-collect");
-    let child = cmd.spawn().map_err(|e| GcError::Spawn { bin: bin.display().to_string(), cause: e.to_string() })?;
+    let mut child = cmd.spawn().map_err(|e| GcError::Spawn { bin: bin.display().to_string(), cause: e.to_string() })?;
     let pid = child.id().unwrap_or(0);
     super::interrupt::register_group(pid);
     let stop_group = || {
@@ -140,8 +228,15 @@ pub async fn run_gc_with(
         super::interrupt::unregister_group(pid);
     };
     let limit = timeout.unwrap_or(Duration::MAX);
-    let out = tokio::select! {
-        out = child.wait_with_output() => out,
+    let (mut out, mut err) = (StdoutScan::default(), StderrScan::default());
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let finished = async {
+        let (read_out, read_err) = tokio::join!(scan_lines(stdout, |l| out.line(l)), scan_lines(stderr, |l| err.line(l)));
+        let status = child.wait().await?;
+        read_out.and(read_err).map(|()| status)
+    };
+    let status = tokio::select! {
+        status = finished => status,
         _ = interrupt.wait() => {
             stop_group();
             return Err(GcError::Interrupted);
@@ -152,29 +247,27 @@ pub async fn run_gc_with(
         }
     };
     stop_group();
-    let out = out.map_err(|e| GcError::Spawn { bin: bin.display().to_string(), cause: e.to_string() })?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let status = status.map_err(|e| GcError::Spawn { bin: bin.display().to_string(), cause: e.to_string() })?;
     let duration = started.elapsed();
-    if !out.status.success() {
-        if is_empty_storage_failure(&stderr) {
-            tracing::info!(error = %stderr.trim(), "storage has nothing to collect yet");
+    let stderr_text = err.other.join("\n");
+    let error_tail = joined_tail(&out.tail, &err.tail);
+    if !status.success() {
+        if is_empty_storage_failure(&stderr_text) {
+            tracing::info!(error = %stderr_text.trim(), "storage has nothing to collect yet");
             return Ok(GcOutcome { duration, ..GcOutcome::default() });
         }
-        return Err(GcError::Failed { status: format!("failed ({})", out.status), tail: tail(&stdout, &stderr) });
+        return Err(GcError::Failed { status: format!("failed ({status})"), tail: error_tail });
     }
-    let mut outcome = parse_output(&stdout)
-        .ok_or_else(|| GcError::Failed { status: "succeeded but printed no summary line".into(), tail: tail(&stdout, &stderr) })?;
+    let logged = err.deleted.len() + err.deleted_unnamed;
+    let mut outcome =
+        out.outcome().ok_or_else(|| GcError::Failed { status: "succeeded but printed no summary line".into(), tail: error_tail })?;
     outcome.duration = duration;
-    if !dry_run {
-        let deleted: HashSet<&str> = stderr.lines().filter_map(|l| l.split("Deleting blob: ").nth(1)).collect();
-        if deleted.len() != outcome.blobs_eligible {
-            tracing::warn!(
-                logged = deleted.len(),
-                eligible = outcome.blobs_eligible,
-                "garbage-collect logged a different number of blob deletions than it counted"
-            );
-        }
+    if !dry_run && logged != outcome.blobs_eligible {
+        tracing::warn!(
+            logged,
+            eligible = outcome.blobs_eligible,
+            "garbage-collect logged a different number of blob deletions than it counted"
+        );
     }
     tracing::info!(
         marked = outcome.marked,

@@ -321,18 +321,23 @@ impl Pruner<'_> {
     /// else: a link directory (`<hex>/link`). With a trash, both go in one move.
     fn remove_link_dir(&mut self, dir: &Path, file: &str, kind: Removal) -> bool {
         let path = dir.join(file);
-        let has_file = match self.kind(&path) {
-            None => false,
-            Some(Kind::File) => true,
-            Some(k) => {
-                self.problem(&path, format!("is {}, not a link file; left in place", k.describe()));
+        // One lstat for the kind and the size.
+        let (has_file, size) = match fs::symlink_metadata(&path) {
+            _ if self.gone.contains(&path) => (false, 0),
+            Ok(m) if m.is_file() => (true, m.len()),
+            Ok(m) => {
+                self.problem(&path, format!("is {}, not a link file; left in place", Kind::of(m.file_type()).describe()));
+                return false;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => (false, 0),
+            Err(e) => {
+                self.problem(&path, format!("cannot stat: {e}"));
                 return false;
             }
         };
         let Some(left) = self.list(dir) else { return false };
         let alone = left.iter().all(|e| e.path == path);
         if has_file && alone && !self.opts.dry_run && self.opts.trash.is_some() {
-            let size = fs::symlink_metadata(&path).map_or(0, |m| m.len());
             if self.take(dir) {
                 self.account(&path, Removal::Part, size);
                 self.account(dir, kind, 0);
@@ -716,18 +721,58 @@ impl Pruner<'_> {
     fn stopped(&self) -> bool {
         self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
+
+    fn new<'b>(layout: &'b Layout, opts: &'b PruneOptions, now: SystemTime) -> Pruner<'b> {
+        Pruner {
+            layout,
+            opts,
+            now,
+            gone: HashSet::new(),
+            report: PruneReport { dry_run: opts.dry_run, ..Default::default() },
+            spent: Default::default(),
+        }
+    }
+
+    /// One repository of a targeted prune: what the sweep changed, or the whole of it.
+    fn visit(&mut self, repo: &str, changed: Option<&Changed>, collected: &HashSet<&Digest>) {
+        match changed {
+            Some(c) => self.changed_repository(repo, c, collected),
+            None => self.repository(repo),
+        }
+    }
+
+    /// Takes in what another pruner (of other repositories) removed and found.
+    fn absorb(&mut self, other: Pruner) {
+        self.gone.extend(other.gone);
+        for (mine, theirs) in self.spent.iter_mut().zip(other.spent) {
+            *mine += theirs;
+        }
+        let (r, o) = (&mut self.report, other.report);
+        r.empty_revisions += o.empty_revisions;
+        r.stale_tag_history += o.stale_tag_history;
+        r.empty_tags += o.empty_tags;
+        r.dead_tags += o.dead_tags;
+        r.dangling_layer_links += o.dangling_layer_links;
+        r.quarantine_layer_links += o.quarantine_layer_links;
+        r.abandoned_uploads += o.abandoned_uploads;
+        r.repositories_removed.extend(o.repositories_removed);
+        r.empty_blob_dirs += o.empty_blob_dirs;
+        r.empty_blob_prefixes += o.empty_blob_prefixes;
+        r.bytes_removed += o.bytes_removed;
+        let room = MAX_LISTED.saturating_sub(r.removed.len());
+        r.removed_not_listed += o.removed_not_listed + o.removed.len().saturating_sub(room);
+        r.removed.extend(o.removed.into_iter().take(room));
+        r.problems.extend(o.problems);
+        r.interrupted |= o.interrupted;
+    }
 }
+
+/// Repositories pruned side by side after a sweep.
+const PRUNE_WORKERS: usize = 4;
 
 /// Removes GC's litter from the storage at `layout` (see the module documentation).
 pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
-    let mut pruner = Pruner {
-        layout,
-        opts,
-        now: SystemTime::now(),
-        gone: HashSet::new(),
-        report: PruneReport { dry_run: opts.dry_run, ..Default::default() },
-        spent: Default::default(),
-    };
+    let mut pruner = Pruner::new(layout, opts, SystemTime::now());
     let repos = match &opts.scope {
         PruneScope::Everything => {
             let mut repos = Vec::new();
@@ -756,14 +801,54 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
             let mut visits: Vec<(&str, Option<&Changed>)> =
                 repositories.iter().map(|(r, c)| (r.as_str(), Some(c))).chain(others.iter().map(|r| (r.as_str(), None))).collect();
             visits.sort_by_key(|(r, _)| std::cmp::Reverse(r.matches('/').count()));
-            for (repo, changed) in &visits {
-                if pruner.stopped() {
-                    pruner.report.interrupted = true;
-                    return pruner.report;
+            if opts.dry_run {
+                // One after another: what a dry run reports is exactly what one real run of
+                // the same visits, in this order, removes (a directory emptied by an earlier
+                // visit counts as gone for a later one).
+                for (repo, changed) in &visits {
+                    if pruner.stopped() {
+                        pruner.report.interrupted = true;
+                        return pruner.report;
+                    }
+                    pruner.visit(repo, *changed, &collected);
                 }
-                match changed {
-                    Some(c) => pruner.changed_repository(repo, c, &collected),
-                    None => pruner.repository(repo),
+            } else {
+                // The disk serves many small metadata operations side by side far faster than
+                // one after another. Repositories of one depth are disjoint trees, so they
+                // are pruned at once (what one removes of a shared parent is judged on the
+                // file system itself); the deeper ones first. Reports merge in visit order.
+                for level in visits.chunk_by(|a, b| a.0.matches('/').count() == b.0.matches('/').count()) {
+                    let next = std::sync::atomic::AtomicUsize::new(0);
+                    let parts: Vec<(usize, Pruner)> = std::thread::scope(|scope| {
+                        let workers: Vec<_> = (0..PRUNE_WORKERS.min(level.len()))
+                            .map(|_| {
+                                scope.spawn(|| {
+                                    let mut done = Vec::new();
+                                    loop {
+                                        let i = next.fetch_add(1, Ordering::Relaxed);
+                                        let Some((repo, changed)) = level.get(i) else { break };
+                                        let mut part = Pruner::new(layout, opts, pruner.now);
+                                        if part.stopped() {
+                                            part.report.interrupted = true;
+                                        } else {
+                                            part.visit(repo, *changed, &collected);
+                                        }
+                                        done.push((i, part));
+                                    }
+                                    done
+                                })
+                            })
+                            .collect();
+                        workers.into_iter().flat_map(|w| w.join().expect("a prune worker panicked")).collect()
+                    });
+                    let mut parts = parts;
+                    parts.sort_by_key(|(i, _)| *i);
+                    for (_, part) in parts {
+                        pruner.absorb(part);
+                    }
+                    if pruner.report.interrupted {
+                        return pruner.report;
+                    }
                 }
             }
             pruner.blobs_of(blobs);
@@ -1029,6 +1114,57 @@ mod tests {
         assert!(!layer.exists(), "the dangling layer link itself is litter and goes");
         assert!(layout.repository("app").exists(), "a repository holding stray files stays");
         assert!(report.repositories_removed.is_empty());
+    }
+
+    #[test]
+    fn repositories_pruned_side_by_side_remove_what_a_dry_run_one_by_one_says() {
+        let (live, deleted, config) = (Digest::of(b"live"), Digest::of(b"deleted"), Digest::of(b"config"));
+        // 24 repositories at two depths, some nested in others, some emptied.
+        let names: Vec<String> = (0..12).flat_map(|i| [format!("team-{i}"), format!("team-{i}/app")]).collect();
+        let build = |layout: &Layout| {
+            touch(&layout.blob_data(&live), "live");
+            for name in &names {
+                touch(&layout.revision_link(name, &live), &live.as_str());
+                touch(&layout.tag_current_link(name, "v1"), &live.as_str());
+                touch(&layout.tag_index(name, "v1").join(deleted.hex()).join("link"), &deleted.as_str());
+                fs::create_dir_all(layout.revisions(name).join(deleted.hex())).unwrap();
+                touch(&layout.layers(name).join(config.hex()).join("link"), &config.as_str());
+                touch(&layout.layers(name).join(live.hex()).join("link"), &live.as_str());
+            }
+        };
+        let scope = || PruneScope::Targeted {
+            repositories: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let emptied = i % 5 == 0;
+                    let c = Changed {
+                        revisions: vec![deleted],
+                        referenced: [deleted, config].into(),
+                        emptied,
+                        stale_history: vec![("v1".to_string(), deleted)],
+                    };
+                    (n.clone(), c)
+                })
+                .collect(),
+            blobs: vec![deleted, config],
+            litter_budget: 0,
+        };
+        let (dry_dir, real_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (dry_layout, real_layout) = (Layout::new(dry_dir.path()), Layout::new(real_dir.path()));
+        build(&dry_layout);
+        build(&real_layout);
+        let before = tree(dry_dir.path());
+        let dry = prune(&dry_layout, &PruneOptions { scope: scope(), dry_run: true, ..Default::default() });
+        assert_eq!(tree(dry_dir.path()), before, "a dry run changes nothing");
+        let real = prune(&real_layout, &PruneOptions { scope: scope(), ..Default::default() });
+        assert!(real.problems.is_empty(), "{:?}", real.problems);
+        assert!(real.removed.len() >= 3 * names.len(), "{real:?}");
+        assert_eq!(PruneReport { dry_run: false, ..dry }, real, "the same removals, listed in the same order");
+        for name in &names {
+            assert!(!real_layout.tag_index(name, "v1").join(deleted.hex()).exists(), "{name}");
+            assert!(real_layout.tag_current_link(name, "v1").exists() && real_layout.layers(name).join(live.hex()).exists(), "{name}");
+        }
     }
 
     #[test]

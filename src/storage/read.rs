@@ -17,6 +17,7 @@ use super::blobs::Blobs;
 use super::entry::{self, BadLink, Kind, Listing};
 use super::layout::{Layout, RESERVED_DIRS};
 use super::snapshot::{Content, Manifest, Repository, Snapshot, SnapshotProblem, Tag, parse_manifest};
+use super::usage::{self, Usage};
 use crate::digest::Digest;
 
 /// How to repair an entry garbage-collect cannot get past.
@@ -43,6 +44,16 @@ pub struct ReadEach<T> {
     pub blobs: Blobs,
     pub problems: Vec<SnapshotProblem>,
     pub repositories: Vec<T>,
+    /// Disk usage, when asked for ([`read_each_measured`]).
+    pub usage: Option<Usage>,
+}
+
+/// [`read_each`], measuring the disk usage in the same walk: each reader adds up its
+/// repositories' files, the blob store's bytes are the sizes the snapshot read. (Files
+/// directly in a directory of repositories that is not one, which the registry never writes,
+/// are not counted.)
+pub fn read_each_measured<T: Send>(layout: &Layout, each: impl Fn(Repository, &Blobs) -> T + Sync) -> Result<ReadEach<T>, String> {
+    read_with(layout, true, each)
 }
 
 /// Reads the storage repository by repository: the blob store first (`each` may need its
@@ -53,6 +64,10 @@ pub struct ReadEach<T> {
 /// many small reads in parallel far faster than one after another. Results are merged in
 /// a fixed order, so nothing depends on the scheduling.
 pub fn read_each<T: Send>(layout: &Layout, each: impl Fn(Repository, &Blobs) -> T + Sync) -> Result<ReadEach<T>, String> {
+    read_with(layout, false, each)
+}
+
+fn read_with<T: Send>(layout: &Layout, measure: bool, each: impl Fn(Repository, &Blobs) -> T + Sync) -> Result<ReadEach<T>, String> {
     check_root(layout)?;
     let mut problems = Vec::new();
     let mut names = Vec::new();
@@ -70,7 +85,8 @@ pub fn read_each<T: Send>(layout: &Layout, each: impl Fn(Repository, &Blobs) -> 
                         let Some(name) = names.get(i) else { break };
                         let mut problems = Vec::new();
                         let repo = read_repository(layout, name, &mut problems);
-                        out.push((i, each(repo, &blobs), problems));
+                        let usage = measure.then(|| usage::of_repository(&layout.repository(name)));
+                        out.push((i, each(repo, &blobs), problems, usage));
                     }
                     out
                 })
@@ -78,13 +94,20 @@ pub fn read_each<T: Send>(layout: &Layout, each: impl Fn(Repository, &Blobs) -> 
             .collect();
         readers.into_iter().flat_map(|r| r.join().expect("a storage reader panicked")).collect::<Vec<_>>()
     });
-    repos.sort_by_key(|(i, _, _)| *i);
+    repos.sort_by_key(|(i, _, _, _)| *i);
+    let mut total = measure
+        .then(|| usage::outside_repositories(layout, Some(&blobs)))
+        .transpose()
+        .map_err(|e| format!("cannot measure the storage: {e}"))?;
     let mut repositories = Vec::with_capacity(repos.len());
-    for (_, made, found) in repos {
+    for (_, made, found, usage) in repos {
         problems.extend(found);
         repositories.push(made);
+        if let (Some(total), Some(usage)) = (total.as_mut(), usage) {
+            total.add(&usage.map_err(|e| format!("cannot measure the storage: {e}"))?);
+        }
     }
-    Ok(ReadEach { blobs, problems, repositories })
+    Ok(ReadEach { blobs, problems, repositories, usage: total })
 }
 
 /// Readers of the blob store, then of the repositories.

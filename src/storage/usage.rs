@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::blobs::Blobs;
 use super::layout::Layout;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -58,8 +59,26 @@ fn walk(dir: &Path, usage: &mut Usage, blob_depth: Option<usize>) -> std::io::Re
     Ok(())
 }
 
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.total_bytes += other.total_bytes;
+        self.blob_bytes += other.blob_bytes;
+        self.blobs += other.blobs;
+        self.files += other.files;
+    }
+}
+
 /// Measures the storage at `layout` with a plain directory walk (no symlinks followed).
 pub fn measure(layout: &Layout) -> std::io::Result<Usage> {
+    let mut usage = outside_repositories(layout, None)?;
+    walk(&layout.repositories(), &mut usage, None)?;
+    tracing::debug!(root = %layout.root().display(), ?usage, "storage measured");
+    Ok(usage)
+}
+
+/// Everything under `docker/registry/v2` but `repositories/`. The sha256 blob store is
+/// taken from `blobs` when given (a snapshot has read every blob's size already), else walked.
+pub(crate) fn outside_repositories(layout: &Layout, blobs: Option<&Blobs>) -> std::io::Result<Usage> {
     let mut usage = Usage::default();
     let v2 = layout.v2();
     for entry in std::fs::read_dir(&v2).into_iter().flatten() {
@@ -77,18 +96,43 @@ pub fn measure(layout: &Layout) -> std::io::Result<Usage> {
             // Other digest algorithms or stray files, should there be any: counted, not blobs.
             for other in std::fs::read_dir(entry.path())?.flatten() {
                 let kind = other.file_type()?;
-                if kind.is_dir() {
+                if kind.is_dir() && other.file_name() == "sha256" && blobs.is_some() {
+                    let blobs = blobs.expect("given");
+                    let bytes = blobs.total_bytes();
+                    usage.add(&Usage { total_bytes: bytes, blob_bytes: bytes, blobs: blobs.len(), files: blobs.len() });
+                } else if kind.is_dir() {
                     walk(&other.path(), &mut usage, (other.file_name() == "sha256").then_some(0))?;
                 } else if kind.is_file() {
                     usage.files += 1;
                     usage.total_bytes += other.metadata()?.len();
                 }
             }
-        } else {
+        } else if entry.file_name() != "repositories" {
             walk(&entry.path(), &mut usage, None)?;
         }
     }
-    tracing::debug!(root = %layout.root().display(), ?usage, "storage measured");
+    Ok(usage)
+}
+
+/// A repository's own files: everything under its `_` directories and the files beside them,
+/// not its nested repositories (each measured on its own).
+pub(crate) fn of_repository(dir: &Path) -> std::io::Result<Usage> {
+    let mut usage = Usage::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(usage),
+        Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() && entry.file_name().to_string_lossy().starts_with('_') {
+            walk(&entry.path(), &mut usage, None)?;
+        } else if kind.is_file() {
+            usage.files += 1;
+            usage.total_bytes += entry.metadata()?.len();
+        }
+    }
     Ok(usage)
 }
 
@@ -118,6 +162,9 @@ mod tests {
         std::fs::write(dir.path().join("stray"), [0u8; 1000]).unwrap();
         let u = measure(&layout).unwrap();
         assert_eq!(u, Usage { total_bytes: 150 + 71 + 7, blob_bytes: 150, blobs: 2, files: 4 });
+        // Measured by the snapshot's readers, in the same walk as the snapshot itself.
+        let read = crate::storage::read::read_each_measured(&layout, |_, _| ()).unwrap();
+        assert_eq!(read.usage, Some(u));
     }
 
     #[test]
