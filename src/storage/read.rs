@@ -74,33 +74,18 @@ fn read_with<T: Send>(layout: &Layout, measure: bool, each: impl Fn(Repository, 
     find_repositories(&layout.repositories(), "", &mut names, &mut problems);
     let (blobs, blob_problems) = read_blob_sizes(layout);
     problems.extend(blob_problems);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut repos = std::thread::scope(|scope| {
-        let readers: Vec<_> = (0..READERS)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(name) = names.get(i) else { break };
-                        let mut problems = Vec::new();
-                        let repo = read_repository(layout, name, &mut problems);
-                        let usage = measure.then(|| usage::of_repository(&layout.repository(name)));
-                        out.push((i, each(repo, &blobs), problems, usage));
-                    }
-                    out
-                })
-            })
-            .collect();
-        readers.into_iter().flat_map(|r| r.join().expect("a storage reader panicked")).collect::<Vec<_>>()
+    let repos = on_readers(&names, |name| {
+        let mut problems = Vec::new();
+        let repo = read_repository(layout, name, &mut problems);
+        let usage = measure.then(|| usage::of_repository(&layout.repository(name)));
+        (each(repo, &blobs), problems, usage)
     });
-    repos.sort_by_key(|(i, _, _, _)| *i);
     let mut total = measure
         .then(|| usage::outside_repositories(layout, Some(&blobs)))
         .transpose()
         .map_err(|e| format!("cannot measure the storage: {e}"))?;
     let mut repositories = Vec::with_capacity(repos.len());
-    for (_, made, found, usage) in repos {
+    for (made, found, usage) in repos {
         problems.extend(found);
         repositories.push(made);
         if let (Some(total), Some(usage)) = (total.as_mut(), usage) {
@@ -112,6 +97,30 @@ fn read_with<T: Send>(layout: &Layout, measure: bool, each: impl Fn(Repository, 
 
 /// Readers of the blob store, then of the repositories.
 const READERS: usize = 8;
+
+/// `work` on every item by `READERS` threads, each taking the next item left; the results
+/// come back in the items' order, so nothing depends on the scheduling.
+fn on_readers<I: Sync, T: Send>(items: &[I], work: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        out.push((i, work(item)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        readers.into_iter().flat_map(|r| r.join().expect("a storage reader panicked")).collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
+}
 
 /// The storage root must be an absolute path to a directory holding `docker/registry/v2`.
 pub fn check_root(layout: &Layout) -> Result<(), String> {
@@ -199,28 +208,13 @@ fn read_blob_sizes(layout: &Layout) -> (Blobs, Vec<SnapshotProblem>) {
     // One table filled in place by every reader (a part per reader, then a copy, would hold
     // it twice at the peak).
     let table = std::sync::Mutex::new(Vec::new());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut found: Vec<(usize, Vec<SnapshotProblem>)> = std::thread::scope(|scope| {
-        let readers: Vec<_> = (0..READERS)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(prefix) = prefixes.get(i) else { break };
-                        let mut problems = Vec::new();
-                        let sizes = read_blob_prefix(prefix, &mut problems);
-                        table.lock().expect("the blob table").extend(sizes);
-                        out.push((i, problems));
-                    }
-                    out
-                })
-            })
-            .collect();
-        readers.into_iter().flat_map(|r| r.join().expect("a blob reader panicked")).collect()
+    let found = on_readers(&prefixes, |prefix| {
+        let mut problems = Vec::new();
+        let sizes = read_blob_prefix(prefix, &mut problems);
+        table.lock().expect("the blob table").extend(sizes);
+        problems
     });
-    found.sort_by_key(|(i, _)| *i);
-    problems.extend(found.into_iter().flat_map(|(_, p)| p));
+    problems.extend(found.into_iter().flatten());
     (Blobs::from_unsorted(table.into_inner().expect("the blob table")), problems)
 }
 
