@@ -74,7 +74,7 @@ fn read_with<T: Send>(layout: &Layout, measure: bool, each: impl Fn(Repository, 
     find_repositories(&layout.repositories(), "", &mut names, &mut problems);
     let (blobs, blob_problems) = read_blob_sizes(layout);
     problems.extend(blob_problems);
-    let repos = on_readers(&names, |name| {
+    let repos = super::side_by_side(READERS, &names, |name| {
         let mut problems = Vec::new();
         let repo = read_repository(layout, name, &mut problems);
         let usage = measure.then(|| usage::of_repository(&layout.repository(name)));
@@ -97,30 +97,6 @@ fn read_with<T: Send>(layout: &Layout, measure: bool, each: impl Fn(Repository, 
 
 /// Readers of the blob store, then of the repositories.
 const READERS: usize = 8;
-
-/// `work` on every item by `READERS` threads, each taking the next item left; the results
-/// come back in the items' order, so nothing depends on the scheduling.
-fn on_readers<I: Sync, T: Send>(items: &[I], work: impl Fn(&I) -> T + Sync) -> Vec<T> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let readers: Vec<_> = (0..READERS)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        out.push((i, work(item)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        readers.into_iter().flat_map(|r| r.join().expect("a storage reader panicked")).collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, t)| t).collect()
-}
 
 /// The storage root must be an absolute path to a directory holding `docker/registry/v2`.
 pub fn check_root(layout: &Layout) -> Result<(), String> {
@@ -205,17 +181,19 @@ fn read_blob_sizes(layout: &Layout) -> (Blobs, Vec<SnapshotProblem>) {
             return (Blobs::default(), problems);
         }
     };
-    // One table filled in place by every reader (a part per reader, then a copy, would hold
-    // it twice at the peak).
-    let table = std::sync::Mutex::new(Vec::new());
-    let found = on_readers(&prefixes, |prefix| {
+    // Each prefix's list becomes the table's bucket for it, moved in, never copied.
+    let found = super::side_by_side(READERS, &prefixes, |prefix| {
         let mut problems = Vec::new();
-        let sizes = read_blob_prefix(prefix, &mut problems);
-        table.lock().expect("the blob table").extend(sizes);
-        problems
+        let mut sizes = read_blob_prefix(prefix, &mut problems);
+        sizes.shrink_to_fit();
+        (sizes, problems)
     });
-    problems.extend(found.into_iter().flatten());
-    (Blobs::from_unsorted(table.into_inner().expect("the blob table")), problems)
+    let mut parts = Vec::with_capacity(found.len());
+    for (sizes, found) in found {
+        parts.push(sizes);
+        problems.extend(found);
+    }
+    (Blobs::from_parts(parts), problems)
 }
 
 fn read_blob_prefix(prefix: &entry::Entry, problems: &mut Vec<SnapshotProblem>) -> Vec<(Digest, u64)> {
