@@ -33,6 +33,11 @@ impl From<Blobs> for std::collections::BTreeMap<Digest, u64> {
     }
 }
 
+/// The bucket of a digest: its first byte.
+fn bucket_of(digest: &Digest) -> usize {
+    digest.bytes()[0] as usize
+}
+
 /// Sorts a bucket and keeps the last size of a digest given twice.
 fn settle(bucket: &mut Vec<(Digest, u64)>) {
     bucket.sort_by_key(|(d, _)| *d);
@@ -58,12 +63,12 @@ impl Blobs {
     pub fn from_parts(parts: Vec<Vec<(Digest, u64)>>) -> Blobs {
         let mut buckets: Vec<Vec<(Digest, u64)>> = (0..BUCKETS).map(|_| Vec::new()).collect();
         for part in parts {
-            let Some(first) = part.first().map(|(d, _)| d.bytes()[0] as usize) else { continue };
-            if buckets[first].is_empty() && part.iter().all(|(d, _)| d.bytes()[0] as usize == first) {
+            let Some(first) = part.first().map(|(d, _)| bucket_of(d)) else { continue };
+            if buckets[first].is_empty() && part.iter().all(|(d, _)| bucket_of(d) == first) {
                 buckets[first] = part;
             } else {
                 for entry in part {
-                    buckets[entry.0.bytes()[0] as usize].push(entry);
+                    buckets[bucket_of(&entry.0)].push(entry);
                 }
             }
         }
@@ -79,13 +84,15 @@ impl Blobs {
         }
     }
 
-    fn bucket(&self, digest: &Digest) -> usize {
-        digest.bytes()[0] as usize
+    /// The digest's bucket and its position there.
+    fn locate(&self, digest: &Digest) -> Option<(usize, usize)> {
+        let b = bucket_of(digest);
+        self.buckets[b].binary_search_by_key(digest, |(d, _)| *d).ok().map(|at| (b, at))
     }
 
     /// Adds or replaces one blob (for snapshots built by hand).
     pub fn insert(&mut self, digest: Digest, size: u64) {
-        let bucket = &mut self.buckets[digest.bytes()[0] as usize];
+        let bucket = &mut self.buckets[bucket_of(&digest)];
         match bucket.binary_search_by_key(&digest, |(d, _)| *d) {
             Ok(at) => bucket[at].1 = size,
             Err(at) => {
@@ -97,17 +104,15 @@ impl Blobs {
 
     /// The blob's position in digest order.
     pub fn index(&self, digest: &Digest) -> Option<usize> {
-        let b = self.bucket(digest);
-        self.buckets[b].binary_search_by_key(digest, |(d, _)| *d).ok().map(|at| self.starts[b] + at)
+        self.locate(digest).map(|(b, at)| self.starts[b] + at)
     }
 
     pub fn get(&self, digest: &Digest) -> Option<u64> {
-        let bucket = &self.buckets[self.bucket(digest)];
-        bucket.binary_search_by_key(digest, |(d, _)| *d).ok().map(|at| bucket[at].1)
+        self.locate(digest).map(|(b, at)| self.buckets[b][at].1)
     }
 
     pub fn contains_key(&self, digest: &Digest) -> bool {
-        self.get(digest).is_some()
+        self.locate(digest).is_some()
     }
 
     pub fn len(&self) -> usize {
