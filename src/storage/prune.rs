@@ -193,13 +193,16 @@ struct Pruner<'a> {
     report: PruneReport,
     /// Time spent per part of a targeted visit (revisions, tag history, layer links), logged.
     spent: [Duration; 3],
+    /// How many removed paths this pruner lists: `MAX_LISTED`, or for a part of a real prune
+    /// what the parts before it left (a part lists nothing once the merged list is full).
+    listing_room: usize,
 }
 
 fn is_hex_name(name: &str) -> bool {
     Digest::from_hex(name).is_ok()
 }
 
-impl Pruner<'_> {
+impl<'a> Pruner<'a> {
     fn problem(&mut self, path: &Path, what: impl std::fmt::Display) {
         tracing::warn!(path = %path.display(), problem = %what, "left in place");
         self.report.problems.push(format!("{}: {what}", path.display()));
@@ -327,7 +330,7 @@ impl Pruner<'_> {
             Removal::EmptyBlobPrefix => r.empty_blob_prefixes += 1,
         }
         if !matches!(kind, Removal::Part) {
-            if r.removed.len() < MAX_LISTED {
+            if r.removed.len() < self.listing_room {
                 r.removed.push(path.strip_prefix(self.layout.root()).unwrap_or(path).display().to_string());
             } else {
                 r.removed_not_listed += 1;
@@ -760,7 +763,15 @@ impl Pruner<'_> {
             gone: HashSet::new(),
             report: PruneReport { dry_run: opts.dry_run, ..Default::default() },
             spent: Default::default(),
+            listing_room: MAX_LISTED,
         }
+    }
+
+    /// A pruner for one part of a real prune, merged into this one by `absorb` (in order):
+    /// it lists only as many paths as this one still has room for, so parts pruned side by
+    /// side do not each hold a list the merge throws away.
+    fn part(&self) -> Pruner<'a> {
+        Pruner { listing_room: self.listing_room.saturating_sub(self.report.removed.len()), ..Pruner::new(self.layout, self.opts, self.now) }
     }
 
     /// Whether a change in `repo` may be visited in pieces: each piece repeats the checks of
@@ -798,7 +809,7 @@ impl Pruner<'_> {
         r.empty_blob_dirs += o.empty_blob_dirs;
         r.empty_blob_prefixes += o.empty_blob_prefixes;
         r.bytes_removed += o.bytes_removed;
-        let room = MAX_LISTED.saturating_sub(r.removed.len());
+        let room = self.listing_room.saturating_sub(r.removed.len());
         r.removed_not_listed += o.removed_not_listed + o.removed.len().saturating_sub(room);
         r.removed.extend(o.removed.into_iter().take(room));
         r.problems.extend(o.problems);
@@ -811,6 +822,10 @@ const PRUNE_WORKERS: usize = 4;
 
 /// Link directories per piece of a large change.
 const PIECE: usize = 2048;
+
+/// Parts pruned side by side before their reports are merged: a depth level can hold
+/// thousands of repositories, and every part keeps its report until the merge.
+const PARTS_AT_ONCE: usize = 16 * PRUNE_WORKERS;
 
 /// Removes GC's litter from the storage at `layout` (see the module documentation).
 pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
@@ -870,20 +885,22 @@ pub fn prune(layout: &Layout, opts: &PruneOptions) -> PruneReport {
                             _ => vec![(*repo, changed.map(Cow::Borrowed))],
                         })
                         .collect();
-                    let parts = super::side_by_side(PRUNE_WORKERS, &pieces, |(repo, changed)| {
-                        let mut part = Pruner::new(layout, opts, pruner.now);
-                        if part.stopped() {
-                            part.report.interrupted = true;
-                        } else {
-                            part.visit(repo, changed.as_deref(), &collected);
+                    for chunk in pieces.chunks(PARTS_AT_ONCE) {
+                        let parts = super::side_by_side(PRUNE_WORKERS, chunk, |(repo, changed)| {
+                            let mut part = pruner.part();
+                            if part.stopped() {
+                                part.report.interrupted = true;
+                            } else {
+                                part.visit(repo, changed.as_deref(), &collected);
+                            }
+                            part
+                        });
+                        for part in parts {
+                            pruner.absorb(part);
                         }
-                        part
-                    });
-                    for part in parts {
-                        pruner.absorb(part);
-                    }
-                    if pruner.report.interrupted {
-                        return pruner.report;
+                        if pruner.report.interrupted {
+                            return pruner.report;
+                        }
                     }
                 }
             }
@@ -1227,6 +1244,73 @@ mod tests {
             pruner.visit("ci/app", Some(&changed), &collected);
             assert_eq!((pruner.report.empty_revisions, pruner.report.dangling_layer_links), (n, n), "dry run {dry_run}");
             assert_eq!(pruner.gone.len(), if dry_run { 3 * n } else { 0 }, "dry run {dry_run}");
+        }
+    }
+
+    #[test]
+    fn a_part_of_a_real_prune_lists_only_what_the_merged_list_has_room_for() {
+        // Parts pruned side by side each kept up to 1000 removed paths until the merge threw
+        // all but the first 1000 away: 2,000 parts of a depth level held ~16 MB at 220,000 tags.
+        let n = 40;
+        let removed: Vec<Digest> = (0..n).map(|i| Digest::of(format!("deleted-{i}").as_bytes())).collect();
+        let changed = Changed { revisions: removed.clone(), referenced: removed.iter().copied().collect(), ..Default::default() };
+        let collected: HashSet<&Digest> = removed.iter().collect();
+        for listed_before in [0, MAX_LISTED - 30, MAX_LISTED] {
+            let dir = tempfile::tempdir().unwrap();
+            let layout = Layout::new(dir.path());
+            for d in &removed {
+                fs::create_dir_all(layout.revisions("ci/app").join(d.hex())).unwrap();
+                touch(&layout.layers("ci/app").join(d.hex()).join("link"), &d.as_str());
+            }
+            let opts = PruneOptions::default();
+            let mut whole = Pruner::new(&layout, &opts, SystemTime::now());
+            whole.report.removed = vec!["earlier".to_string(); listed_before];
+            let mut part = whole.part();
+            part.visit("ci/app", Some(&changed), &collected);
+            let total = part.report.removed.len() + part.report.removed_not_listed;
+            assert_eq!(total, 2 * n, "every removal is counted (listed before: {listed_before})");
+            assert_eq!(part.report.removed.len(), (MAX_LISTED - listed_before).min(2 * n), "listed before: {listed_before}");
+            whole.absorb(part);
+            assert_eq!(whole.report.removed.len(), (listed_before + 2 * n).min(MAX_LISTED));
+            assert_eq!(whole.report.removed.len() + whole.report.removed_not_listed, listed_before + 2 * n);
+        }
+    }
+
+    #[test]
+    fn a_level_of_more_repositories_than_are_pruned_at_once_merges_in_the_dry_runs_order() {
+        // More repositories than one batch of parts, and more removals than the list holds:
+        // the merged report (list, what is not listed, counts) is the dry run's.
+        let repos = 2 * PARTS_AT_ONCE + 5;
+        let per_repo = MAX_LISTED / PARTS_AT_ONCE + 3;
+        let removed: Vec<Digest> = (0..per_repo).map(|i| Digest::of(format!("deleted-{i}").as_bytes())).collect();
+        let names: Vec<String> = (0..repos).map(|i| format!("ci/app-{i:03}")).collect();
+        let build = |layout: &Layout| {
+            for name in &names {
+                for d in &removed {
+                    fs::create_dir_all(layout.revisions(name).join(d.hex())).unwrap();
+                }
+            }
+        };
+        let scope = || PruneScope::Targeted {
+            repositories: names
+                .iter()
+                .map(|n| (n.clone(), Changed { revisions: removed.clone(), ..Default::default() }))
+                .collect(),
+            blobs: Vec::new(),
+            litter_budget: 0,
+        };
+        let (dry_dir, real_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (dry_layout, real_layout) = (Layout::new(dry_dir.path()), Layout::new(real_dir.path()));
+        build(&dry_layout);
+        build(&real_layout);
+        let dry = prune(&dry_layout, &PruneOptions { scope: scope(), dry_run: true, ..Default::default() });
+        let real = prune(&real_layout, &PruneOptions { scope: scope(), ..Default::default() });
+        assert_eq!(real.empty_revisions, repos * per_repo);
+        assert_eq!(real.removed.len(), MAX_LISTED);
+        assert_eq!(real.removed_not_listed, repos * per_repo - MAX_LISTED);
+        assert_eq!(PruneReport { dry_run: false, ..dry }, real, "the same removals, listed in the same order");
+        for name in &names {
+            assert!(fs::read_dir(real_layout.revisions(name)).unwrap().next().is_none(), "{name}: every empty revision goes");
         }
     }
 
