@@ -17,7 +17,6 @@
 //! (`filesystem: Path not found: …`), which is what a registry that never received a push
 //! has; that case is "nothing to collect", not an error.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -85,6 +84,9 @@ impl StdoutScan {
                 Err(e) => tracing::warn!(line, error = %e, "unexpected garbage-collect output line"),
             }
         } else if let Some(counts) = parse_summary(line.trim()) {
+            // The digests follow the summary: one allocation of the right size, not a
+            // doubling list (bounded, should the count be garbled).
+            self.eligible.reserve_exact(counts.1.min(1 << 24));
             self.summary = Some(counts);
         }
         self.tail.push(line);
@@ -103,13 +105,12 @@ impl StdoutScan {
     }
 }
 
-/// What is kept of its stderr: the blobs it says it deleted (counted), the rest of the lines
+/// What is kept of its stderr: how many blobs it says it deleted (counted; it logs each
+/// once, and a set of 100,000 digests was 10 MB of the sweep's peak), the rest of the lines
 /// (errors) up to a bound, and the tail.
 #[derive(Default)]
 struct StderrScan {
-    /// By the digest at the end of the logged path (a line naming none counts apart).
-    deleted: HashSet<Digest>,
-    deleted_unnamed: usize,
+    deleted: usize,
     other: Vec<String>,
     tail: Tail,
 }
@@ -117,12 +118,7 @@ struct StderrScan {
 impl StderrScan {
     fn line(&mut self, line: &str) {
         match line.split("Deleting blob: ").nth(1) {
-            Some(path) => match path.trim_end_matches('"').rsplit('/').next().map(Digest::from_hex) {
-                Some(Ok(d)) => {
-                    self.deleted.insert(d);
-                }
-                _ => self.deleted_unnamed += 1,
-            },
+            Some(_) => self.deleted += 1,
             None if self.other.len() < 1000 => self.other.push(line.to_string()),
             None => {}
         }
@@ -258,7 +254,7 @@ pub async fn run_gc_with(
         }
         return Err(GcError::Failed { status: format!("failed ({status})"), tail: error_tail });
     }
-    let logged = err.deleted.len() + err.deleted_unnamed;
+    let logged = err.deleted;
     let mut outcome =
         out.outcome().ok_or_else(|| GcError::Failed { status: "succeeded but printed no summary line".into(), tail: error_tail })?;
     outcome.duration = duration;

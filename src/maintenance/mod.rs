@@ -9,6 +9,7 @@ pub mod instance;
 pub mod interrupt;
 pub mod journal;
 pub mod lock;
+pub mod memory;
 pub mod progress;
 pub mod report;
 pub mod review;

@@ -275,6 +275,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     extend_expired_sources(&mut changed);
     drop(held_refs);
     drop(held);
+    super::memory::give_back_freed("snapshot");
     let plan_ms = ms(t);
     // The circuit breaker, before anything changes; an approved plan was reviewed instead.
     let mut over_limit = None;
@@ -342,7 +343,7 @@ pub async fn run_maintenance(opts: MaintenanceOptions) -> Result<MaintenanceOutc
     }
     report.finished = Utc::now();
     report.timings.total_ms = ms(started);
-    report.peak_rss_bytes = super::report::peak_rss_bytes();
+    report.peak_rss_bytes = super::memory::peak_rss_bytes();
     tracing::info!(bytes_reclaimed = report.bytes_reclaimed, total_ms = report.timings.total_ms, "maintenance finished");
     Ok(MaintenanceOutcome { plan, report })
 }

@@ -771,7 +771,10 @@ impl<'a> Pruner<'a> {
     /// it lists only as many paths as this one still has room for, so parts pruned side by
     /// side do not each hold a list the merge throws away.
     fn part(&self) -> Pruner<'a> {
-        Pruner { listing_room: self.listing_room.saturating_sub(self.report.removed.len()), ..Pruner::new(self.layout, self.opts, self.now) }
+        Pruner {
+            listing_room: self.listing_room.saturating_sub(self.report.removed.len()),
+            ..Pruner::new(self.layout, self.opts, self.now)
+        }
     }
 
     /// Whether a change in `repo` may be visited in pieces: each piece repeats the checks of
@@ -1292,10 +1295,7 @@ mod tests {
             }
         };
         let scope = || PruneScope::Targeted {
-            repositories: names
-                .iter()
-                .map(|n| (n.clone(), Changed { revisions: removed.clone(), ..Default::default() }))
-                .collect(),
+            repositories: names.iter().map(|n| (n.clone(), Changed { revisions: removed.clone(), ..Default::default() })).collect(),
             blobs: Vec::new(),
             litter_budget: 0,
         };

@@ -107,22 +107,28 @@ pub struct Emptied {
     pub left_for_next_run: bool,
 }
 
-/// Removes everything under `dir`, depth first, without following symlinks; `dir` itself is
-/// removed when `remove_self`. Stops (leaving the rest) when `stop` is set.
+/// Removes everything under `dir` (a real directory), depth first, without following
+/// symlinks; `dir` itself is removed when `remove_self`. Stops (leaving the rest) when `stop`
+/// is set. Entries are removed as they are read, not listed first: a run's trash holds one
+/// entry per untagged tag, and listing 40,000 of them took 8 MB of the sweep's peak.
 fn empty_dir(dir: &Path, remove_self: bool, stop: &AtomicBool, out: &mut Emptied) {
-    if let entry::Listing::Entries(children) = entry::list(dir) {
-        for c in children {
+    if let Ok(children) = fs::read_dir(dir) {
+        for child in children {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            if c.kind == Kind::Dir {
-                empty_dir(&c.path, true, stop, out);
-            } else {
-                match fs::remove_file(&c.path) {
+            // An unreadable directory stays (its removal below fails and counts it).
+            let Ok(child) = child else { break };
+            // The entry's own type: a symlink is removed, never followed.
+            match child.file_type() {
+                Ok(t) if t.is_dir() => empty_dir(&child.path(), true, stop, out),
+                Ok(_) => match fs::remove_file(child.path()) {
                     Ok(()) => out.removed += 1,
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(_) => out.left += 1,
-                }
+                },
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(_) => out.left += 1,
             }
         }
     }
