@@ -215,6 +215,9 @@ fn read_blob_prefix(prefix: &entry::Entry, problems: &mut Vec<SnapshotProblem>) 
             return sizes;
         }
     };
+    // Sized once: a list grown by doubling holds up to twice its blobs until the table is
+    // settled (14 MB over 256 prefixes at 200,000 tags).
+    sizes.reserve_exact(entries.len());
     for blob in entries.into_iter().filter(|e| e.kind != Kind::File) {
         let data = blob.path.join("data");
         let digest = Digest::from_hex(&blob.name).ok().filter(|_| blob.name.starts_with(&prefix.name));
