@@ -958,6 +958,16 @@ mod tests {
         out
     }
 
+    /// Two storages built alike by `build`: the first for a dry run, the second for a real one.
+    fn twin_storages(build: impl Fn(&Layout)) -> [(tempfile::TempDir, Layout); 2] {
+        [(), ()].map(|()| {
+            let dir = tempfile::tempdir().unwrap();
+            let layout = Layout::new(dir.path());
+            build(&layout);
+            (dir, layout)
+        })
+    }
+
     /// A storage as 2.8.2 leaves it after deletes and GC (see the module documentation).
     fn littered(layout: &Layout) -> (Digest, Digest) {
         let live = Digest::of(b"live");
@@ -1206,10 +1216,7 @@ mod tests {
             blobs: vec![deleted, config],
             litter_budget: 0,
         };
-        let (dry_dir, real_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (dry_layout, real_layout) = (Layout::new(dry_dir.path()), Layout::new(real_dir.path()));
-        build(&dry_layout);
-        build(&real_layout);
+        let [(dry_dir, dry_layout), (_real_dir, real_layout)] = twin_storages(build);
         let before = tree(dry_dir.path());
         let dry = prune(&dry_layout, &PruneOptions { scope: scope(), dry_run: true, ..Default::default() });
         assert_eq!(tree(dry_dir.path()), before, "a dry run changes nothing");
@@ -1299,10 +1306,7 @@ mod tests {
             blobs: Vec::new(),
             litter_budget: 0,
         };
-        let (dry_dir, real_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (dry_layout, real_layout) = (Layout::new(dry_dir.path()), Layout::new(real_dir.path()));
-        build(&dry_layout);
-        build(&real_layout);
+        let [(_dry_dir, dry_layout), (_real_dir, real_layout)] = twin_storages(build);
         let dry = prune(&dry_layout, &PruneOptions { scope: scope(), dry_run: true, ..Default::default() });
         let real = prune(&real_layout, &PruneOptions { scope: scope(), ..Default::default() });
         assert_eq!(real.empty_revisions, repos * per_repo);
@@ -1380,10 +1384,7 @@ mod tests {
             blobs: deleted.clone(),
             litter_budget: 0,
         };
-        let (dry_dir, real_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (dry_layout, real_layout) = (Layout::new(dry_dir.path()), Layout::new(real_dir.path()));
-        build(&dry_layout);
-        build(&real_layout);
+        let [(_dry_dir, dry_layout), (real_dir, real_layout)] = twin_storages(build);
         let dry = prune(&dry_layout, &PruneOptions { scope: scope(), dry_run: true, ..Default::default() });
         let trash = Arc::new(Trash::open(&real_layout, "run-1").unwrap());
         let real = prune(&real_layout, &PruneOptions { scope: scope(), trash: Some(trash), ..Default::default() });
